@@ -1,0 +1,92 @@
+"""Typed views of the validated config.
+
+``config/config.yaml`` is the one source of defaults and ``config/schema.yaml``
+requires every key, so nothing here carries a default of its own: a section is
+turned into a dataclass after validation and passed explicitly.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import jsonschema
+import yaml
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``override`` into a copy of ``base`` (as Snakemake merges --configfile)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def validate(config: Mapping[str, Any], schema_path: str | Path) -> None:
+    """Validate ``config`` against the JSON schema; the error names the offending key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            lines.append(f"  config key '{where}': {err.message}")
+        raise ValueError("invalid config:\n" + "\n".join(lines))
+
+
+def load(*paths: str | Path, schema: str | Path | None = None) -> dict[str, Any]:
+    """Load config files (later ones override earlier ones) and validate the result."""
+    config: dict[str, Any] = {}
+    for p in paths:
+        config = deep_merge(config, yaml.safe_load(Path(p).read_text()) or {})
+    if schema is not None:
+        validate(config, schema)
+    return config
+
+
+def _from_mapping(cls, data: Mapping[str, Any]):
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class VideoParams:
+    fps: float | None  # target constant frame rate; None keeps the recording's own
+    normalise_crf: int  # x264 quality when variable frame rate input is re-encoded
+    vfr_tolerance: float  # relative fps spread above which input counts as variable
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "VideoParams":
+        return _from_mapping(cls, config["video"])
+
+
+@dataclass(frozen=True)
+class ClapParams:
+    highpass_hz: float  # claps are broadband; speech energy sits mostly below this
+    window_ms: float  # envelope resolution
+    threshold_dbfs: float  # envelope peak a clap must reach
+    min_onset_ratio: float  # peak over the envelope's level just before it (claps start abruptly)
+    onset_lookback_ms: float  # how far back "just before" reaches
+    min_spacing_s: float  # two claps closer than this are one
+    cut_before_s: float  # cut this much before the clap peak ...
+    cut_after_s: float  # ... and this much after it (the clap's ring)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "ClapParams":
+        return _from_mapping(cls, config["claps"])
+
+
+@dataclass(frozen=True)
+class ChunkParams:
+    length_s: float  # chunk length (the seed used 30 s)
+    min_length_s: float  # a shorter tail is merged into the chunk before it
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "ChunkParams":
+        return _from_mapping(cls, config["chunks"])

@@ -1,0 +1,60 @@
+"""Small helpers shared by every stage: logging set-up and atomic outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+
+def setup_logging(log_path: str | os.PathLike | None = None, level: int = logging.INFO) -> None:
+    """Send the library's logging to ``log_path`` (and stderr), replacing earlier handlers."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(level)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling path to write to; rename it to ``final`` on success.
+
+    Works for files and directories (Zarr stores, chunk folders). On any error
+    the temporary is removed, so a killed or failed job never leaves something
+    at ``final`` that looks finished. The suffix keeps the extension, so tools
+    that look at it (ffmpeg, soundfile) still see the right format.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{final.name}")
+    try:
+        yield tmp
+        if not tmp.exists() and not tmp.is_symlink():
+            raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
+        if final.exists() or final.is_symlink():
+            _remove(final)
+        os.replace(tmp, final)
+    except BaseException:
+        if tmp.exists() or tmp.is_symlink():
+            _remove(tmp)
+        raise
