@@ -1,0 +1,111 @@
+"""Speech for the demo: festival (CMU Arctic SLT voice) reading phonetically balanced
+sentences, with phone timings, restyled in pitch, rate and loudness by ffmpeg."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+FESTIVAL_VOICE = "voice_cmu_us_slt_arctic_hts"
+
+# Festival's radio phone set -> (mouth opening 0..1, lip width -1 round .. +1 spread).
+# Bilabials close the lips, open vowels open them most, rounded vowels narrow them.
+VISEMES: dict[str, tuple[float, float]] = {
+    "aa": (1.0, 0.1), "ae": (0.85, 0.5), "ah": (0.75, 0.1), "ao": (0.8, -0.5), "aw": (0.85, -0.3),
+    "ay": (0.85, 0.3), "ax": (0.45, 0.0), "axr": (0.4, -0.2), "eh": (0.65, 0.4), "er": (0.4, -0.3),
+    "ey": (0.55, 0.6), "ih": (0.4, 0.5), "iy": (0.3, 0.8), "ow": (0.6, -0.8), "oy": (0.65, -0.6),
+    "uh": (0.4, -0.5), "uw": (0.3, -1.0),
+    "p": (0.0, 0.0), "b": (0.0, 0.0), "m": (0.0, 0.0), "f": (0.1, 0.0), "v": (0.1, 0.0),
+    "w": (0.15, -0.9), "r": (0.25, -0.3), "l": (0.3, 0.1), "y": (0.25, 0.4),
+    "sh": (0.2, -0.4), "zh": (0.2, -0.4), "ch": (0.2, -0.4), "jh": (0.2, -0.4),
+    "s": (0.15, 0.3), "z": (0.15, 0.3), "th": (0.2, 0.1), "dh": (0.2, 0.1),
+    "t": (0.2, 0.1), "d": (0.2, 0.1), "n": (0.2, 0.1), "k": (0.25, 0.0), "g": (0.25, 0.0),
+    "ng": (0.25, 0.0), "hh": (0.35, 0.0), "pau": (0.0, 0.0),
+}
+
+
+@dataclass(frozen=True)
+class Style:
+    pitch: float  # pitch factor
+    rate: float  # speaking-rate factor (duration divides by it)
+    gain_db: float  # loudness relative to neutral
+    mouth_scale: float  # how wide the mouth opens relative to neutral
+    smile: float  # mouth corners, -1 (down) .. 1 (up)
+    brow: float  # brows, -1 (lowered) .. 1 (raised)
+
+
+def sentences() -> pd.DataFrame:
+    """Harvard sentences and CMU Arctic prompts (as read in the seed), packaged with animote."""
+    with resources.files("animote").joinpath("data/sentences.tsv").open() as fh:
+        return pd.read_csv(fh, sep="\t")
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def synthesize(texts: list[str], workdir: Path) -> list[tuple[np.ndarray, int, pd.DataFrame]]:
+    """Run festival once over all ``texts``; returns (audio, sample_rate, phones) per text.
+    ``phones`` has columns start, end (s) and phone."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lines = [f"({FESTIVAL_VOICE})"]
+    for i, text in enumerate(texts):
+        lines.append(f"(set! utt (Utterance Text {_scheme_string(text)}))")
+        lines.append("(utt.synth utt)")
+        lines.append(f'(utt.save.wave utt "{workdir}/s{i:03d}.wav" \'riff)')
+        lines.append(f'(utt.save.segs utt "{workdir}/s{i:03d}.segs")')
+    script = workdir / "synth.scm"
+    script.write_text("\n".join(lines) + "\n")
+    try:
+        proc = subprocess.run(["festival", "-b", str(script)], capture_output=True)
+    except FileNotFoundError as exc:
+        raise RuntimeError("festival is not installed: run scripts/bootstrap.sh (Debian packages "
+                           "festival and festvox-us-slt-hts)") from exc
+    out = []
+    for i in range(len(texts)):
+        wav, segs = workdir / f"s{i:03d}.wav", workdir / f"s{i:03d}.segs"
+        if proc.returncode != 0 or not wav.exists():
+            raise RuntimeError(f"festival failed on {texts[i]!r}: {proc.stderr.decode()[-400:]}")
+        audio, sr = sf.read(wav, dtype="float32")
+        rows, prev = [], 0.0
+        for line in segs.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] != "#":
+                end = float(parts[0])
+                rows.append((prev, end, parts[2]))
+                prev = end
+        out.append((audio, int(sr), pd.DataFrame(rows, columns=["start", "end", "phone"])))
+    return out
+
+
+def restyle(audio: np.ndarray, sr: int, style: Style, out_rate: int) -> np.ndarray:
+    """Change pitch by ``style.pitch`` and speed by ``style.rate`` (ffmpeg asetrate + atempo),
+    resampled to ``out_rate``. Durations divide exactly by ``style.rate``."""
+    tempo = style.rate / style.pitch
+    chain = [f"asetrate={sr * style.pitch:.3f}", f"aresample={out_rate}"]
+    while tempo > 2.0 or tempo < 0.5:  # atempo's range per stage
+        step = 2.0 if tempo > 2.0 else 0.5
+        chain.append(f"atempo={step}")
+        tempo /= step
+    chain.append(f"atempo={tempo:.6f}")
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-f", "f32le", "-ar", str(sr), "-ac", "1", "-i", "-",
+         "-af", ",".join(chain), "-f", "f32le", "-ar", str(out_rate), "-ac", "1", "-"],
+        input=np.asarray(audio, dtype="<f4").tobytes(), capture_output=True, check=True)
+    return np.frombuffer(proc.stdout, dtype="<f4").copy()
+
+
+def clap(sample_rate: int, rng: np.random.Generator, peak: float) -> np.ndarray:
+    """A hand clap: a broadband noise burst, 1 ms attack, ~8 ms decay, 60 ms long."""
+    n = int(0.06 * sample_rate)
+    t = np.arange(n) / sample_rate
+    env = np.minimum(t / 0.001, 1.0) * np.exp(-np.maximum(t - 0.001, 0) / 0.008)
+    burst = rng.standard_normal(n) * env
+    return (burst / np.abs(burst).max() * peak).astype(np.float32)
