@@ -86,6 +86,7 @@ class ClapParams:
 class ChunkParams:
     length_s: float  # chunk length (the seed used 30 s)
     min_length_s: float  # a shorter tail is merged into the chunk before it
+    export_video: bool  # also write each chunk as an mp4 to look at
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ChunkParams":

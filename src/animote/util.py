@@ -58,3 +58,15 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         if tmp.exists() or tmp.is_symlink():
             _remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def logged(log_path: str | os.PathLike | None) -> Iterator[logging.Logger]:
+    """Set up logging to ``log_path`` and record any exception there before it propagates."""
+    setup_logging(log_path)
+    logger = logging.getLogger("animote")
+    try:
+        yield logger
+    except BaseException:
+        logger.exception("failed")
+        raise

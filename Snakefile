@@ -1,0 +1,19 @@
+# animote: from recordings of a person speaking to a trained audio-to-mesh model.
+# Stages, in order: the demo recording, preprocessing (probe, clap removal, chunks).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/preprocess.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

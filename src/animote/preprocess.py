@@ -1,0 +1,105 @@
+"""Stage entry points of the first third of the DAG, on file paths: probe, remove claps, split.
+
+Each function reads its inputs, calls the pure functions of ``media``,
+``claps`` and ``chunks``, and writes its outputs atomically. The workflow's
+scripts call exactly one of these.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from . import RecordingError
+from .chunks import export_chunk_video, load_chunks, write_chunks
+from .claps import detect_claps, plan_cuts, splice_audio
+from .config import ChunkParams, ClapParams, VideoParams
+from .media import ProbeInfo, extract_audio, normalise_frame_rate, probe, read_wav, write_wav
+from .util import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def prepare_recording(src: str | Path, recording: str, probe_json: str | Path, video_out: str | Path,
+                      audio_out: str | Path, video: VideoParams, sample_rate: int) -> ProbeInfo:
+    """Probe a recording; give the pipeline a constant-frame-rate video at ``video_out`` (a link
+    to the source when it already is one, else a re-encoding) and its aligned mono audio."""
+    info = probe(src, recording, video.vfr_tolerance)
+    log.info("recording '%s': %dx%d, %d frames at %.3f fps (%.2f s), audio %d Hz x%d", recording,
+             info.width, info.height, info.n_frames, info.fps, info.duration_s, info.audio_rate,
+             info.audio_channels)
+    target = video.fps or round(info.fps * 1000) / 1000
+    if info.variable_frame_rate or abs(target - info.fps) > 1e-3:
+        why = (f"variable frame rate (interval spread {info.frame_interval_spread:.2f})"
+               if info.variable_frame_rate else f"{info.fps:.3f} fps, config asks for {target}")
+        log.warning("recording '%s': %s; re-encoding at a constant %s fps", recording, why, target)
+        normalise_frame_rate(src, video_out, target, video.normalise_crf, recording)
+        info = probe(video_out, recording, video.vfr_tolerance)
+    else:
+        with atomic_path(video_out) as tmp:
+            os.symlink(Path(src).resolve(), tmp)
+        info = probe(video_out, recording, video.vfr_tolerance)
+    audio = extract_audio(video_out, info, sample_rate, recording)
+    write_wav(audio_out, audio, sample_rate)
+    with atomic_path(probe_json) as tmp:
+        Path(tmp).write_text(info.to_json())
+    return info
+
+
+def remove_claps(probe_json: str | Path, audio_wav: str | Path, recording: str, params: ClapParams,
+                 cuts_out: str | Path, kept_out: str | Path, clean_out: str | Path) -> pd.DataFrame:
+    """Find claps, plan whole-frame cuts, and write the cut table, the kept segments and the
+    cleaned audio. Returns the cut table."""
+    info = ProbeInfo.from_json(Path(probe_json).read_text())
+    audio, sr = read_wav(audio_wav)
+    times = detect_claps(audio, sr, params)
+    cuts, kept = plan_cuts(times, info.n_frames, info.fps, params, recording)
+    log.info("recording '%s': %d claps at %s s; cut %d of %d frames in %d intervals", recording, len(times),
+             ", ".join(f"{t:.2f}" for t in times) or "-", int(cuts.n_frames.sum()), info.n_frames, len(cuts))
+    write_wav(clean_out, splice_audio(audio, kept, info.fps, sr), sr)
+    for df, path in ((cuts, cuts_out), (kept, kept_out)):
+        with atomic_path(path) as tmp:
+            df.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    return cuts
+
+
+def split_chunks(probe_json: str | Path, video: str | Path, clean_wav: str | Path, kept_tsv: str | Path,
+                 recording: str, params: ChunkParams, out_dir: str | Path) -> pd.DataFrame:
+    """Write the recording's chunk folder (wavs, manifest, optional mp4s) atomically."""
+    info = ProbeInfo.from_json(Path(probe_json).read_text())
+    audio, sr = read_wav(clean_wav)
+    kept = pd.read_csv(kept_tsv, sep="\t")
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        manifest = write_chunks(tmp, recording, str(Path(video).resolve()), info, audio, sr, kept, params)
+        if params.export_video:
+            for chunk in load_chunks(tmp):
+                export_chunk_video(chunk, info, Path(tmp) / f"{chunk.chunk}.mp4")
+    return manifest
+
+
+def frame_accounting(recordings: list[str], probe_jsons: list, cut_tsvs: list, chunk_dirs: list,
+                     out_tsv: str | Path) -> pd.DataFrame:
+    """One row per recording: raw frames = frames in chunks + frames cut, checked and written."""
+    rows = []
+    for rec, pj, ct, cd in zip(recordings, probe_jsons, cut_tsvs, chunk_dirs):
+        info = ProbeInfo.from_json(Path(pj).read_text())
+        cuts = pd.read_csv(ct, sep="\t")
+        chunks = load_chunks(cd)
+        in_chunks = sum(c.n_frames for c in chunks)
+        cut = int(cuts.n_frames.sum())
+        n_claps = sum(len(str(s).split(";")) for s in cuts.clap_s) if len(cuts) else 0
+        rows.append({"recording": rec, "raw_frames": info.n_frames, "chunk_frames": in_chunks,
+                     "cut_frames": cut, "claps": n_claps, "chunks": len(chunks), "fps": info.fps,
+                     "minutes": info.n_frames / info.fps / 60})
+        if info.n_frames != in_chunks + cut:
+            raise RecordingError(rec, f"frame accounting fails: {info.n_frames} raw frames != "
+                                      f"{in_chunks} in chunks + {cut} cut")
+    df = pd.DataFrame(rows)
+    with atomic_path(out_tsv) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.3f")
+    return df

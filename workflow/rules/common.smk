@@ -1,0 +1,27 @@
+import pandas as pd
+from snakemake.utils import validate
+
+from animote.recordings import load_sheet
+
+
+validate(config, schema="../../config/schema.yaml")
+RECORDINGS = load_sheet(config["recordings"])
+
+
+wildcard_constraints:
+    rec=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    chunk=r"c\d{3}",
+
+
+def recording_source(wildcards):
+    return RECORDINGS.loc[wildcards.rec, "path"]
+
+
+def chunk_ids(wildcards):
+    """Chunks of a recording, known once its split_chunks checkpoint has run."""
+    folder = checkpoints.split_chunks.get(rec=wildcards.rec).output[0]
+    return pd.read_csv(f"{folder}/manifest.tsv", sep="\t", dtype={"chunk": str})["chunk"].tolist()
+
+
+def final_targets():
+    return ["results/report/preprocess.tsv"]

@@ -1,0 +1,15 @@
+rule demo_recording:
+    output:
+        video="results/demo/demo.mp4",
+        truth="results/demo/truth.tsv",
+        events="results/demo/events.json",
+    params:
+        demo=config["demo"],
+    log:
+        "results/logs/demo_recording/demo.log",
+    benchmark:
+        "results/benchmarks/demo_recording/demo.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/demo_recording.py"

@@ -1,0 +1,75 @@
+rule probe:
+    input:
+        video=recording_source,
+    output:
+        info="results/{rec}/probe.json",
+        video="results/{rec}/video.mp4",
+        audio="results/{rec}/audio.wav",
+    params:
+        video=config["video"],
+        sample_rate=config["audio"]["sample_rate"],
+    log:
+        "results/logs/probe/{rec}.log",
+    benchmark:
+        "results/benchmarks/probe/{rec}.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/probe.py"
+
+
+rule remove_claps:
+    input:
+        info="results/{rec}/probe.json",
+        audio="results/{rec}/audio.wav",
+    output:
+        cuts="results/{rec}/claps.tsv",
+        kept="results/{rec}/kept.tsv",
+        audio="results/{rec}/clean.wav",
+    params:
+        claps=config["claps"],
+    log:
+        "results/logs/remove_claps/{rec}.log",
+    benchmark:
+        "results/benchmarks/remove_claps/{rec}.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/remove_claps.py"
+
+
+checkpoint split_chunks:
+    input:
+        info="results/{rec}/probe.json",
+        video="results/{rec}/video.mp4",
+        audio="results/{rec}/clean.wav",
+        kept="results/{rec}/kept.tsv",
+    output:
+        directory("results/{rec}/chunks"),
+    params:
+        chunks=config["chunks"],
+    log:
+        "results/logs/split_chunks/{rec}.log",
+    benchmark:
+        "results/benchmarks/split_chunks/{rec}.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/split_chunks.py"
+
+
+rule preprocess_report:
+    input:
+        info=expand("results/{rec}/probe.json", rec=RECORDINGS.index),
+        cuts=expand("results/{rec}/claps.tsv", rec=RECORDINGS.index),
+        chunks=expand("results/{rec}/chunks", rec=RECORDINGS.index),
+    output:
+        "results/report/preprocess.tsv",
+    params:
+        recordings=list(RECORDINGS.index),
+    log:
+        "results/logs/preprocess_report/report.log",
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/preprocess_report.py"

@@ -1,0 +1,8 @@
+from animote.config import VideoParams
+from animote.preprocess import prepare_recording
+from animote.util import logged
+
+with logged(snakemake.log[0]):
+    prepare_recording(snakemake.input.video, snakemake.wildcards.rec, snakemake.output.info,
+                      snakemake.output.video, snakemake.output.audio,
+                      VideoParams.from_config({"video": snakemake.params.video}), snakemake.params.sample_rate)
