@@ -1,0 +1,69 @@
+import pytest
+import yaml
+
+from animote import config
+from animote.recordings import load_sheet
+from helpers import REPO, snakemake, workspace
+
+SCHEMA = REPO / "config" / "schema.yaml"
+DEFAULT = REPO / "config" / "config.yaml"
+
+
+def test_default_config_is_valid_and_typed():
+    cfg = config.load(DEFAULT, schema=SCHEMA)
+    assert config.ClapParams.from_config(cfg).min_spacing_s > 0
+    assert config.ChunkParams.from_config(cfg).length_s == 30
+    assert config.VideoParams.from_config(cfg).fps is None
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"claps": {"threshold_dbfs": "loud"}}, "claps.threshold_dbfs"),
+    ({"chunks": {"length_s": -5}}, "chunks.length_s"),
+    ({"audio": {"sample_rate": 44100}}, "audio.sample_rate"),
+    ({"demo": {"styles": {"angry": {"pitch": 1.0}}}}, "demo.styles.angry"),
+])
+def test_bad_value_names_the_key(tmp_path, override, key):
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(override))
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        config.load(DEFAULT, p, schema=SCHEMA)
+
+
+def test_unknown_key_is_rejected(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump({"chunks": {"lenght_s": 20}}))
+    with pytest.raises(ValueError, match="lenght_s"):
+        config.load(DEFAULT, p, schema=SCHEMA)
+
+
+def test_workflow_validates_config_before_any_rule(tmp_path):
+    wd = workspace(tmp_path, {"claps": {"threshold_dbfs": 6}})
+    proc = snakemake(wd, "-n", check=False)
+    assert proc.returncode != 0
+    assert "threshold_dbfs" in proc.stdout + proc.stderr
+    assert not (wd / "results").exists()
+
+
+def _sheet(tmp_path, text):
+    p = tmp_path / "rec.tsv"
+    p.write_text(text)
+    return p
+
+
+def test_sheet_loads_with_optional_neutral(tmp_path):
+    df = load_sheet(_sheet(tmp_path, "id\tpath\nalice_01\ta.mp4\nbob-2\tb.mov\n"))
+    assert list(df.index) == ["alice_01", "bob-2"]
+    assert (df.neutral == "").all()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id\tpath\nmy rec\ta.mp4\n", "'my rec' is not allowed"),
+    ("id\tpath\na/b\ta.mp4\n", "'a/b' is not allowed"),
+    ("id\tpath\nx\ta.mp4\nx\tb.mp4\n", "duplicate id"),
+    ("name\tpath\nx\ta.mp4\n", "missing column"),
+    ("id\tpath\nx\t\n", "has no path"),
+    ("id\tpath\n", "lists no recordings"),
+])
+def test_sheet_errors(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        load_sheet(_sheet(tmp_path, text))
