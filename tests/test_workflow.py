@@ -1,0 +1,140 @@
+"""End-to-end: the workflow on a short demo through chunking, and on bad inputs."""
+
+import json
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from animote.chunks import load_chunks
+from animote.demo import load_truth
+from animote.media import ProbeInfo, frame_to_sample, read_wav
+from helpers import BIN, REPO, ffmpeg, make_index_video, snakemake, workspace
+
+pytestmark = pytest.mark.slow
+
+
+def _truth(wd):
+    return load_truth(wd / "results/demo/truth.tsv", wd / "results/demo/events.json")
+
+
+def test_demo_recording_is_a_phone_like_mp4(demo_run):
+    info = ProbeInfo.from_json((demo_run / "results/demo/probe.json").read_text())
+    truth, events = _truth(demo_run)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert info.fps == 30 and info.audio_rate == 48000
+    assert info.n_frames == len(truth) == events["n_frames"]
+    assert set(truth["style"]) >= {"neutral", "happy", "sad"}
+    assert truth.mouth_open.std() > 0.1 and truth.head_roll_deg.std() > 0.1
+
+
+def test_frame_accounting(demo_run):
+    report = pd.read_csv(demo_run / "results/report/preprocess.tsv", sep="\t").set_index("recording")
+    info = ProbeInfo.from_json((demo_run / "results/demo/probe.json").read_text())
+    cuts = pd.read_csv(demo_run / "results/demo/claps.tsv", sep="\t")
+    chunks = load_chunks(demo_run / "results/demo/chunks")
+    in_chunks = np.concatenate([c.raw_frames for c in chunks])
+    cut = np.concatenate([np.arange(r.start_frame, r.end_frame) for r in cuts.itertuples()])
+    assert len(chunks) >= 4
+    assert info.n_frames == len(in_chunks) + len(cut) == report.loc["demo", "raw_frames"]
+    assert sorted(np.concatenate([in_chunks, cut]).tolist()) == list(range(info.n_frames))
+    assert all(c.n_frames == len(c.raw_frames) for c in chunks)
+
+
+def test_every_clap_found_within_50ms_and_nothing_else(demo_run):
+    _, events = _truth(demo_run)
+    cuts = pd.read_csv(demo_run / "results/demo/claps.tsv", sep="\t")
+    found = np.array([float(t) for s in cuts.clap_s for t in str(s).split(";")])
+    truth = np.array(events["claps_s"])
+    assert len(found) == len(truth) >= 3
+    assert np.abs(np.sort(found) - np.sort(truth)).max() < 0.05
+
+
+def _envelope(wav, sr, fps, n):
+    bounds = frame_to_sample(np.arange(n + 1), fps, sr)
+    return np.array([np.sqrt(np.mean(wav[a:b] ** 2)) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def _best_lag(x, y, max_lag=6):
+    x = (x - x.mean()) / x.std()
+    y = (y - y.mean()) / y.std()
+    scores = {}
+    for lag in range(-max_lag, max_lag + 1):
+        a, b = (x[lag:], y[:len(y) - lag]) if lag >= 0 else (x[:lag], y[-lag:])
+        scores[lag] = float(np.mean(a * b))
+    return max(scores, key=scores.get), scores
+
+
+def test_audio_and_mouth_stay_in_sync_in_every_chunk(demo_run):
+    truth, _ = _truth(demo_run)
+    controls = 0
+    for chunk in load_chunks(demo_run / "results/demo/chunks"):
+        wav, sr = read_wav(chunk.audio)
+        env = _envelope(wav, sr, chunk.fps, chunk.n_frames)
+        mouth = truth.mouth_open.to_numpy()[chunk.raw_frames]
+        lag, scores = _best_lag(env, mouth)
+        assert abs(lag) <= 1, (chunk.chunk, lag, scores)
+        assert scores[lag] > 0.5
+        # The test can fail: where a clap was cut mid-chunk, ignoring the cut (taking the
+        # chunk's raw frames as contiguous) puts the second part out of sync.
+        first = chunk.segments[0][1] - chunk.segments[0][0]
+        if 0.2 < first / chunk.n_frames < 0.8:
+            controls += 1
+            naive = truth.mouth_open.to_numpy()[chunk.raw_start:chunk.raw_start + chunk.n_frames]
+            naive_lag, naive_scores = _best_lag(env[first:], naive[first:])
+            assert abs(naive_lag) > 1
+    assert controls >= 1
+
+
+def test_lint_passes():
+    proc = subprocess.run([str(BIN / "snakemake"), "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def _scheduled(proc):
+    """Rules in the dry run's "Job stats" table."""
+    rules, in_table = set(), False
+    for line in (proc.stdout + proc.stderr).splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and parts and parts[0] == "total":
+            break
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
+            rules.add(parts[0])
+    return rules
+
+
+def test_config_edit_reruns_only_stale_stages(demo_run):
+    assert _scheduled(snakemake(demo_run, "-n")) == set()
+    (demo_run / "claps.yaml").write_text("claps:\n  cut_after_s: 0.3\n")
+    after_claps = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "claps.yaml")))
+    assert after_claps == {"remove_claps", "split_chunks", "preprocess_report", "all"}
+    (demo_run / "chunks.yaml").write_text("chunks:\n  length_s: 12\n")
+    after_chunks = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "chunks.yaml")))
+    assert after_chunks == {"split_chunks", "preprocess_report", "all"}
+
+
+def test_bad_recordings_fail_clearly_and_leave_nothing_finished(tmp_path):
+    silent = make_index_video(tmp_path / "silent.mp4", 60, audio=False)
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00\x01not a video" * 500)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    audio_only = tmp_path / "voice.m4a"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=2", "-c:a", "aac", str(audio_only))
+    for rec, path, message in [("silent_take", silent, "no audio stream"),
+                               ("broken_take", garbage, "ffprobe cannot read"),
+                               ("empty_take", empty, "empty"),
+                               ("voice_memo", audio_only, "no video stream")]:
+        wd = workspace(tmp_path / rec, {}, sheet=f"id\tpath\tneutral\n{rec}\t{path}\t\n")
+        proc = snakemake(wd, check=False)
+        assert proc.returncode != 0
+        log = (wd / f"results/logs/probe/{rec}.log").read_text()
+        assert f"recording '{rec}'" in log and message in log
+        assert not (wd / f"results/{rec}/probe.json").exists()
+        assert not (wd / f"results/{rec}/audio.wav").exists()
+        leftovers = [p for p in (wd / "results").rglob("*") if p.name.startswith(".tmp-")]
+        assert leftovers == []
