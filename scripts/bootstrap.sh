@@ -36,9 +36,17 @@ fi
 stamp=".venv/.animote-$(cat envs/requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing the pinned Python environment into .venv (a few minutes the first time)"
-  .venv/bin/python -m pip install -q --upgrade "pip==25.3"
-  .venv/bin/python -m pip install -q -r envs/requirements.lock
-  .venv/bin/python -m pip install -q --no-deps -e .
+  pip_install() {  # quiet unless it fails
+    local out
+    if ! out=$(.venv/bin/python -m pip install -q "$@" 2>&1); then
+      echo "$out" | grep -v "is ignored: it is neither" >&2
+      echo "bootstrap: pip install $* failed" >&2
+      return 1
+    fi
+  }
+  pip_install --upgrade "pip==25.3"
+  pip_install -r envs/requirements.lock
+  pip_install --no-deps -e .
   rm -f .venv/.animote-*
   touch "$stamp"
 fi
