@@ -138,3 +138,46 @@ def test_bad_recordings_fail_clearly_and_leave_nothing_finished(tmp_path):
         assert not (wd / f"results/{rec}/audio.wav").exists()
         leftovers = [p for p in (wd / "results").rglob("*") if p.name.startswith(".tmp-")]
         assert leftovers == []
+
+
+def _median_f0(audio, sr, sentences, frame_s=0.04):
+    """Median pitch (Hz) of the loudest frames of some sentences, by autocorrelation."""
+    f0 = []
+    n = int(frame_s * sr)
+    for r in sentences.itertuples():
+        seg = audio[int(r.start_s * sr):int(r.end_s * sr)]
+        frames = [seg[i:i + n] for i in range(0, len(seg) - n, n)]
+        for x in sorted(frames, key=lambda x: -np.sum(x ** 2))[:5]:
+            ac = np.correlate(x - x.mean(), x - x.mean(), "full")[n - 1:]
+            lo, hi = int(sr / 400), int(sr / 80)
+            f0.append(sr / (lo + np.argmax(ac[lo:hi])))
+    return float(np.median(f0))
+
+
+def test_default_demo_through_chunking(tmp_path):
+    """The embedded demo as a new user gets it: over 3 minutes, three styles, every clap found."""
+    wd = workspace(tmp_path, {})
+    snakemake(wd)
+    info = ProbeInfo.from_json((wd / "results/demo/probe.json").read_text())
+    truth, events = _truth(wd)
+    assert info.duration_s >= 180 and info.fps == 30
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    sent = pd.DataFrame(events["sentences"])
+    sent["s_per_char"] = (sent.end_s - sent.start_s) / sent.text.str.len()
+    rate = sent.groupby("style").s_per_char.median()
+    assert rate["happy"] < rate["neutral"] < rate["sad"]
+    audio, sr = read_wav(wd / "results/demo/audio.wav")
+    level = {}
+    for style, rows in sent.groupby("style"):
+        parts = [audio[int(r.start_s * sr):int(r.end_s * sr)] for r in rows.itertuples()]
+        level[style] = np.sqrt(np.mean(np.concatenate(parts) ** 2))
+    assert level["happy"] > level["neutral"] > level["sad"]
+    pitch = {style: _median_f0(audio, sr, rows) for style, rows in sent.groupby("style")}
+    assert pitch["happy"] > 1.1 * pitch["neutral"] > 1.2 * pitch["sad"]
+    cuts = pd.read_csv(wd / "results/demo/claps.tsv", sep="\t")
+    found = np.sort([float(t) for s in cuts.clap_s for t in str(s).split(";")])
+    assert len(found) == len(events["claps_s"]) >= 5
+    assert np.abs(found - np.sort(events["claps_s"])).max() < 0.05
+    report = pd.read_csv(wd / "results/report/preprocess.tsv", sep="\t").iloc[0]
+    assert report.raw_frames == report.chunk_frames + report.cut_frames
+    assert report.chunks == len(load_chunks(wd / "results/demo/chunks")) >= 6

@@ -103,9 +103,10 @@ def restyle(audio: np.ndarray, sr: int, style: Style, out_rate: int) -> np.ndarr
 
 
 def clap(sample_rate: int, rng: np.random.Generator, peak: float) -> np.ndarray:
-    """A hand clap: a broadband noise burst, 1 ms attack, ~8 ms decay, 60 ms long."""
+    """A hand clap near the microphone: a broadband burst that hits ``peak`` for its first
+    3 ms (claps clip a phone's input), then rings down over about 10 ms; 60 ms long."""
     n = int(0.06 * sample_rate)
     t = np.arange(n) / sample_rate
-    env = np.minimum(t / 0.001, 1.0) * np.exp(-np.maximum(t - 0.001, 0) / 0.008)
-    burst = rng.standard_normal(n) * env
+    env = np.minimum(t / 0.0005, 1.0) * np.exp(-np.maximum(t - 0.003, 0) / 0.01)
+    burst = rng.choice([-1.0, 1.0], n) * (0.8 + 0.2 * rng.random(n)) * env
     return (burst / np.abs(burst).max() * peak).astype(np.float32)
