@@ -94,3 +94,15 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(final) as tmp:
         tmp.write_text("done")
     assert final.read_text() == "done" and list(tmp_path.iterdir()) == [final]
+
+
+def test_rotated_phone_video_streams_upright(tmp_path, index_video):
+    rotated = tmp_path / "portrait.mp4"
+    ffmpeg("-i", str(index_video), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rotated))
+    plain, info = probe(index_video, "plain"), probe(rotated, "portrait")
+    assert info.rotation in (90, 270)
+    assert (info.width, info.height) == (plain.height, plain.width)
+    frame = next(iter_frames(rotated, 7, 1, info))
+    assert frame.shape == (info.height, info.width, 3)
+    upright = np.rot90(frame, k=-1 if info.rotation == 90 else 1)
+    assert read_index(upright) == 7

@@ -37,8 +37,9 @@ class ProbeInfo:
     fps_fraction: str
     n_frames: int
     duration_s: float
-    width: int
+    width: int  # as displayed: swapped for a recording rotated by 90° or 270°
     height: int
+    rotation: int  # display rotation in degrees (phones tag portrait video); decoders apply it
     video_codec: str
     video_start_s: float
     audio_rate: int
@@ -128,12 +129,21 @@ def probe(path: str | os.PathLike, recording: str, vfr_tolerance: float = 0.02) 
     audio_duration = _float(audio.get("duration"), duration)
     if duration <= 0 or audio_duration <= 0:
         raise RecordingError(recording, f"{path} has zero length")
+    rotation = 0
+    for side in video.get("side_data_list", []):
+        if "rotation" in side:
+            rotation = int(round(float(side["rotation"]))) % 360
+    if not rotation and video.get("tags", {}).get("rotate"):
+        rotation = int(video["tags"]["rotate"]) % 360
+    width, height = int(video["width"]), int(video["height"])
+    if rotation in (90, 270):
+        width, height = height, width
     vfr = spread > vfr_tolerance or (real > 0 and avg > 0 and abs(float(real - avg)) / float(avg) > vfr_tolerance)
     return ProbeInfo(
         path=str(path), fps=float(rate), fps_fraction=f"{rate.numerator}/{rate.denominator}",
         n_frames=n_frames, duration_s=duration,
-        width=int(video["width"]), height=int(video["height"]), video_codec=video.get("codec_name", "?"),
-        video_start_s=_float(video.get("start_time")) if video.get("start_time") else float(pts and min(pts) * tb or 0),
+        width=width, height=height, rotation=rotation, video_codec=video.get("codec_name", "?"),
+        video_start_s=_float(video.get("start_time"), float(min(pts) * tb)),
         audio_rate=int(audio.get("sample_rate", 0)), audio_channels=int(audio.get("channels", 0)),
         audio_codec=audio.get("codec_name", "?"), audio_start_s=_float(audio.get("start_time")),
         audio_duration_s=audio_duration, variable_frame_rate=bool(vfr), frame_interval_spread=spread,
