@@ -1,5 +1,5 @@
 # animote: from recordings of a person speaking to a trained audio-to-mesh model.
-# Stages, in order: the demo recording, preprocessing (probe, clap removal, chunks).
+# Stages, in order: the demo recording, preprocessing (probe, clap removal, chunks), face meshes.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/mesh.smk"
 
 
 rule all:

@@ -110,11 +110,18 @@ def _scheduled(proc):
 def test_config_edit_reruns_only_stale_stages(demo_run):
     assert _scheduled(snakemake(demo_run, "-n")) == set()
     (demo_run / "claps.yaml").write_text("claps:\n  cut_after_s: 0.3\n")
+    # Jobs per chunk after the checkpoint are known once it has rerun; the dry run lists the rest.
     after_claps = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "claps.yaml")))
-    assert after_claps == {"remove_claps", "split_chunks", "preprocess_report", "all"}
+    assert after_claps == {"remove_claps", "split_chunks", "preprocess_report", "neutral_mesh", "mesh_report", "all"}
     (demo_run / "chunks.yaml").write_text("chunks:\n  length_s: 12\n")
     after_chunks = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "chunks.yaml")))
-    assert after_chunks == {"split_chunks", "preprocess_report", "all"}
+    assert after_chunks == {"split_chunks", "preprocess_report", "neutral_mesh", "mesh_report", "all"}
+    (demo_run / "track.yaml").write_text("mesh:\n  tracking:\n    max_faces: 1\n")
+    after_track = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "track.yaml")))
+    assert after_track == {"face_mesh", "neutral_mesh", "align_mesh", "mesh_report", "all"}
+    (demo_run / "neutral.yaml").write_text("mesh:\n  neutral:\n    silence_quantile: 0.3\n")
+    after_neutral = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "neutral.yaml")))
+    assert after_neutral == {"neutral_mesh", "align_mesh", "mesh_report", "all"}
 
 
 def test_bad_recordings_fail_clearly_and_leave_nothing_finished(tmp_path):
@@ -181,3 +188,67 @@ def test_default_demo_through_chunking(tmp_path):
     report = pd.read_csv(wd / "results/report/preprocess.tsv", sep="\t").iloc[0]
     assert report.raw_frames == report.chunk_frames + report.cut_frames
     assert report.chunks == len(load_chunks(wd / "results/demo/chunks")) >= 6
+
+
+def _mesh_series(wd, name):
+    from animote.store import read_store
+
+    out = []
+    for chunk in load_chunks(wd / "results/demo/chunks"):
+        out.append((chunk, read_store(wd / f"results/demo/{name}/{chunk.chunk}.zarr")))
+    return out
+
+
+def test_mesh_stores_have_a_frame_per_chunk_frame(demo_run):
+    for chunk, (arrays, attrs) in _mesh_series(demo_run, "mesh"):
+        assert arrays["landmarks"].shape == (chunk.n_frames, 468, 3)
+        assert arrays["landmarks"].dtype == np.float32
+        assert arrays["face_found"].shape == (chunk.n_frames,)
+        assert attrs["n_frames"] == chunk.n_frames and attrs["mediapipe_version"] == "0.10.21"
+    for chunk, (arrays, _) in _mesh_series(demo_run, "aligned"):
+        assert arrays["aligned"].shape == (chunk.n_frames, 468, 3)
+        assert arrays["pose"].shape == (chunk.n_frames, 4, 4)
+
+
+def test_lip_gap_after_pose_removal_follows_the_truth(demo_run):
+    from animote.mesh import lip_gap
+
+    truth, _ = _truth(demo_run)
+    gap, gt = [], []
+    for chunk, (arrays, _) in _mesh_series(demo_run, "aligned"):
+        assert arrays["face_found"].all()
+        gap.append(lip_gap(arrays["aligned"]))
+        gt.append(truth.mouth_open.to_numpy()[chunk.raw_frames])
+    gap, gt = np.concatenate(gap), np.concatenate(gt)
+    r = np.corrcoef(gap, gt)[0, 1]
+    assert r >= 0.9
+    shifted = np.corrcoef(gap[3:], gt[:-3])[0, 1]  # three frames off: clearly worse
+    assert shifted < r - 0.1
+
+
+def test_stable_landmarks_sit_on_the_neutral_mesh(demo_run):
+    """Bound: 2.5% of the eye-corner distance in every frame, 1% in the median frame. Before pose
+    removal the demo's head motion puts them 4-12% away; MediaPipe's own jitter is about 0.5%."""
+    from animote.mesh import EYE_OUTER, STABLE, to_isotropic
+    from animote.store import read_store
+
+    neutral = read_store(demo_run / "results/demo/neutral.zarr")[0]["neutral"]
+    iod = np.linalg.norm(neutral[EYE_OUTER[0]] - neutral[EYE_OUTER[1]])
+    before, after = [], []
+    for (chunk, (raw, attrs)), (_, (al, _)) in zip(_mesh_series(demo_run, "mesh"), _mesh_series(demo_run, "aligned")):
+        iso = to_isotropic(raw["landmarks"], attrs["width"], attrs["height"])
+        before.append(np.sqrt(((iso[:, STABLE] - neutral[STABLE]) ** 2).sum(-1).mean(-1)))
+        after.append(al["residual"])
+    before, after = np.concatenate(before) / iod, np.concatenate(after) / iod
+    assert after.max() < 0.025 and np.median(after) < 0.01
+    assert np.percentile(before, 95) > 4 * np.percentile(after, 95)
+
+
+def test_mesh_preview_is_written(demo_run):
+    import cv2
+
+    img = cv2.imread(str(demo_run / "results/demo/mesh_preview.png"))
+    assert img is not None and img.shape[0] > 256 and img.shape[1] > 512
+    summary = pd.read_csv(demo_run / "results/demo/mesh_summary.tsv", sep="\t")
+    assert len(summary) == len(load_chunks(demo_run / "results/demo/chunks"))
+    assert (summary.face_found_share == 1).all()

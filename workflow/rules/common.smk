@@ -23,5 +23,30 @@ def chunk_ids(wildcards):
     return pd.read_csv(f"{folder}/manifest.tsv", sep="\t", dtype={"chunk": str})["chunk"].tolist()
 
 
+def chunk_files(pattern):
+    """Input function: ``pattern`` expanded over the recording's chunks."""
+
+    def expand_chunks(wildcards):
+        return expand(pattern, rec=wildcards.rec, chunk=chunk_ids(wildcards))
+
+    return expand_chunks
+
+
+def neutral_image(wildcards):
+    return RECORDINGS.loc[wildcards.rec, "neutral"]
+
+
+def neutral_inputs(wildcards):
+    inputs = {
+        "meshes": chunk_files("results/{rec}/mesh/{chunk}.zarr")(wildcards),
+        "chunks": f"results/{wildcards.rec}/chunks",
+    }
+    if neutral_image(wildcards):
+        inputs["image"] = neutral_image(wildcards)
+    return inputs
+
+
 def final_targets():
-    return ["results/report/preprocess.tsv"]
+    return ["results/report/preprocess.tsv"] + expand(
+        "results/{rec}/mesh_{what}", rec=RECORDINGS.index, what=["summary.tsv", "preview.png"]
+    )

@@ -5,4 +5,4 @@ from animote.util import logged
 with logged(snakemake.log[0]):
     prepare_recording(snakemake.input.video, snakemake.wildcards.rec, snakemake.output.info,
                       snakemake.output.video, snakemake.output.audio,
-                      VideoParams.from_config({"video": snakemake.params.video}), snakemake.params.sample_rate)
+                      VideoParams(**snakemake.params.video), snakemake.params.sample_rate)

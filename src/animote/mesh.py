@@ -1,0 +1,213 @@
+"""Face meshes: MediaPipe FaceMesh landmarks per frame, head pose removal, the neutral mesh.
+
+Contracts (this module owns them):
+- per chunk, ``landmarks`` float32 (frames, 468, 3) in MediaPipe's normalised
+  coordinates (x / width, y / height, z on the x scale) and ``face_found`` bool
+  (frames,); a frame without a face is kept, NaN, and marked;
+- geometry for learning (the neutral mesh, pose-free meshes) is *isotropic*:
+  every axis divided by the image width, so that rotations are rotations;
+- ``pose`` float32 (frames, 4, 4): the similarity that maps a frame's isotropic
+  mesh onto the neutral mesh (``aligned = pose @ [x, y, z, 1]``); its inverse
+  puts the head motion back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+N_LANDMARKS = 468
+# Landmarks that speech does not move: forehead, temples and the sides of the face at
+# cheekbone height, nose bridge and tip, eye corners. No lips, jaw, cheeks or brows.
+STABLE = [10, 338, 297, 332, 284, 251, 389, 356, 454, 109, 67, 103, 54, 21, 162, 127, 234, 151, 9, 8,
+          168, 6, 197, 195, 5, 4, 33, 133, 362, 263]
+UPPER_LIP_INNER, LOWER_LIP_INNER = 13, 14
+EYE_OUTER = (33, 263)
+
+
+@dataclass(frozen=True)
+class TrackParams:
+    max_side: int  # frames are scaled in the decoder so the longer side is at most this
+    max_faces: int  # faces MediaPipe looks for; the same person is followed among them
+    min_detection_confidence: float
+    min_tracking_confidence: float
+    decode_threads: int  # ffmpeg decoder threads
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "TrackParams":
+        return cls(**config["mesh"]["tracking"])
+
+
+@dataclass(frozen=True)
+class NeutralParams:
+    max_missing_share: float  # a recording with more frames than this without a face is refused
+    silence_quantile: float  # neutral from the recording: frames quieter than this quantile of energy
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "NeutralParams":
+        return cls(**config["mesh"]["neutral"])
+
+
+def decode_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The (even) frame size the decoder scales to, keeping the aspect ratio."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(2, int(round(width * scale / 2)) * 2), max(2, int(round(height * scale / 2)) * 2)
+
+
+class FaceTracker:
+    """MediaPipe FaceMesh in tracking mode that follows one person through a stream.
+
+    The person is the largest face when one is first seen, then in every frame
+    the face closest to where that person was last.
+    """
+
+    def __init__(self, params: TrackParams, name: str = ""):
+        import mediapipe as mp
+
+        self.name = name
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
+            static_image_mode=False, max_num_faces=params.max_faces, refine_landmarks=False,
+            min_detection_confidence=params.min_detection_confidence,
+            min_tracking_confidence=params.min_tracking_confidence)
+        self._last: np.ndarray | None = None  # centre (x, y) of the followed face
+        self.switches = 0  # frames where another face was closer than the followed one's last place
+
+    def close(self) -> None:
+        self._mesh.close()
+
+    def __enter__(self) -> "FaceTracker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def process(self, frame: np.ndarray, index: int = 0) -> np.ndarray | None:
+        """Landmarks (468, 3) of the followed face in an RGB frame, or None."""
+        res = self._mesh.process(frame)
+        if not res.multi_face_landmarks:
+            return None
+        faces = [np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32)
+                 for f in res.multi_face_landmarks]
+        if len(faces) == 1 and self._last is not None:
+            pick = 0
+        elif self._last is None:
+            areas = [np.ptp(f[:, 0]) * np.ptp(f[:, 1]) for f in faces]
+            pick = int(np.argmax(areas))
+            if len(faces) > 1:
+                log.info("%s frame %d: %d faces; following the largest (centre %.2f, %.2f)", self.name, index,
+                         len(faces), *faces[pick][:, :2].mean(axis=0))
+        else:
+            dist = [np.linalg.norm(f[:, :2].mean(axis=0) - self._last) for f in faces]
+            pick = int(np.argmin(dist))
+        self._last = faces[pick][:, :2].mean(axis=0)
+        return faces[pick]
+
+
+def track_frames(frames: Iterable[np.ndarray], n_frames: int, params: TrackParams,
+                 name: str = "") -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Landmarks for a stream of RGB frames: (landmarks, face_found, timing). Exactly
+    ``n_frames`` are expected; a frame without a face is NaN and marked, never dropped."""
+    landmarks = np.full((n_frames, N_LANDMARKS, 3), np.nan, dtype=np.float32)
+    found = np.zeros(n_frames, dtype=bool)
+    t_model = 0.0
+    t0 = time.perf_counter()
+    i = -1
+    with FaceTracker(params, name) as tracker:
+        for i, frame in enumerate(frames):
+            if i >= n_frames:
+                raise ValueError(f"{name}: more frames than the {n_frames} expected")
+            t = time.perf_counter()
+            lm = tracker.process(frame, i)
+            t_model += time.perf_counter() - t
+            if lm is not None:
+                landmarks[i] = lm
+                found[i] = True
+    if i + 1 != n_frames:
+        raise ValueError(f"{name}: {i + 1} frames decoded, {n_frames} expected")
+    return landmarks, found, {"seconds_total": time.perf_counter() - t0, "seconds_model": t_model}
+
+
+def to_isotropic(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """MediaPipe normalised (x/w, y/h, z~x/w) -> every axis divided by the width."""
+    out = np.array(landmarks, dtype=np.float64, copy=True)
+    out[..., 1] *= height / width
+    return out
+
+
+def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """4×4 similarity (rotation, uniform scale, translation) minimising ||T(src) - dst||²."""
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    xs, xd = src - mu_s, dst - mu_d
+    cov = xd.T @ xs / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    s = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        s[2, 2] = -1
+    rot = u @ s @ vt
+    var = (xs ** 2).sum() / len(src)
+    scale = np.trace(np.diag(d) @ s) / var
+    out = np.eye(4)
+    out[:3, :3] = scale * rot
+    out[:3, 3] = mu_d - scale * rot @ mu_s
+    return out
+
+
+def apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 4×4 transform to points (..., 3)."""
+    return points @ transform[:3, :3].T + transform[:3, 3]
+
+
+def remove_pose(meshes: np.ndarray, found: np.ndarray, neutral: np.ndarray,
+                stable: list[int] = STABLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Align every found frame (isotropic) to the neutral mesh on the stable landmarks.
+
+    Returns (aligned (F, 468, 3), pose (F, 4, 4), residual (F,)): residual is the RMS
+    distance of the aligned stable landmarks to the neutral's. Frames without a face
+    stay NaN (pose NaN too).
+    """
+    n = len(meshes)
+    aligned = np.full_like(meshes, np.nan, dtype=np.float32)
+    pose = np.full((n, 4, 4), np.nan, dtype=np.float32)
+    residual = np.full(n, np.nan, dtype=np.float32)
+    for i in np.flatnonzero(found):
+        t = umeyama(meshes[i, stable], neutral[stable])
+        a = apply(t, meshes[i])
+        aligned[i], pose[i] = a, t
+        residual[i] = np.sqrt(((a[stable] - neutral[stable]) ** 2).sum(axis=1).mean())
+    return aligned, pose, residual
+
+
+def neutral_from_frames(meshes: np.ndarray, candidates: np.ndarray, iterations: int = 3) -> np.ndarray:
+    """A neutral mesh from many frames (isotropic): align them all to a reference on the
+    stable landmarks and take the per-landmark median; repeat with the median as reference."""
+    sel = meshes[candidates]
+    if len(sel) == 0:
+        raise ValueError("no frames to build a neutral mesh from")
+    ref = sel[0]
+    for _ in range(iterations):
+        aligned = np.stack([apply(umeyama(m[STABLE], ref[STABLE]), m) for m in sel])
+        ref = np.median(aligned, axis=0)
+    return ref.astype(np.float32)
+
+
+def lip_gap(meshes: np.ndarray) -> np.ndarray:
+    """Inner-lip gap (distance between landmarks 13 and 14) per frame, in the meshes' units."""
+    return np.linalg.norm(meshes[..., LOWER_LIP_INNER, :] - meshes[..., UPPER_LIP_INNER, :], axis=-1)
+
+
+def landmarks_of_image(image: np.ndarray) -> np.ndarray | None:
+    """Landmarks (468, 3) of the largest face in a still RGB image (MediaPipe static mode), or None."""
+    import mediapipe as mp
+
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=4) as fm:
+        res = fm.process(np.ascontiguousarray(image))
+    if not res.multi_face_landmarks:
+        return None
+    faces = [np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) for f in res.multi_face_landmarks]
+    return max(faces, key=lambda f: np.ptp(f[:, 0]) * np.ptp(f[:, 1]))

@@ -1,0 +1,188 @@
+"""Stage entry points of the face mesh half of the DAG, on file paths."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from . import RecordingError
+from .chunks import Chunk, iter_chunk_frames, load_chunks
+from .media import ProbeInfo, frame_to_sample, iter_frames, read_wav
+from .mesh import (NeutralParams, TrackParams, decode_size, landmarks_of_image, lip_gap, neutral_from_frames, remove_pose,
+                   to_isotropic, track_frames)
+from .store import read_store, write_store
+from .util import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def _chunk(chunk_dir: str | Path, chunk_id: str) -> Chunk:
+    for c in load_chunks(chunk_dir):
+        if c.chunk == chunk_id:
+            return c
+    raise KeyError(f"chunk {chunk_id} not in {chunk_dir}")
+
+
+def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out_store: str | Path,
+               params: TrackParams) -> dict:
+    """Landmarks for every frame of one chunk, streamed from the video, into a Zarr store."""
+    import mediapipe
+
+    chunk = _chunk(chunk_dir, chunk_id)
+    info = ProbeInfo.from_json(Path(probe_json).read_text())
+    size = decode_size(info.width, info.height, params.max_side)
+    name = f"recording '{chunk.recording}' chunk {chunk.chunk}"
+    frames = iter_chunk_frames(chunk, info, size=size, threads=params.decode_threads)
+    landmarks, found, timing = track_frames(frames, chunk.n_frames, params, name)
+    share = float(found.mean())
+    if not found.any():
+        log.warning("%s: no face in any of its %d frames; every frame is marked", name, chunk.n_frames)
+    elif share < 1:
+        log.info("%s: no face in %d of %d frames (marked)", name, int((~found).sum()), chunk.n_frames)
+    attrs = {"recording": chunk.recording, "chunk": chunk.chunk, "fps": chunk.fps, "n_frames": chunk.n_frames,
+             "clean_start": chunk.clean_start, "clean_end": chunk.clean_end, "raw_start": chunk.raw_start,
+             "raw_end": chunk.raw_end, "segments": [list(s) for s in chunk.segments],
+             "width": info.width, "height": info.height, "decode_width": size[0], "decode_height": size[1],
+             "coordinates": "mediapipe normalised (x/width, y/height, z)", "mediapipe_version": mediapipe.__version__,
+             "face_found_share": share, "ms_per_frame": 1000 * timing["seconds_total"] / max(1, chunk.n_frames),
+             "ms_per_frame_model": 1000 * timing["seconds_model"] / max(1, chunk.n_frames)}
+    write_store(out_store, {"landmarks": landmarks, "face_found": found}, attrs)
+    log.info("%s: %d frames, face in %.1f%%, %.2f ms/frame (model %.2f)", name, chunk.n_frames, 100 * share,
+             attrs["ms_per_frame"], attrs["ms_per_frame_model"])
+    return attrs
+
+
+def _frame_energy(wav: str | Path, n_frames: int, fps: float) -> np.ndarray:
+    audio, sr = read_wav(wav)
+    bounds = frame_to_sample(np.arange(n_frames + 1), fps, sr)
+    sq = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
+    return (sq[bounds[1:]] - sq[bounds[:-1]]) / np.maximum(np.diff(bounds), 1)
+
+
+def neutral_mesh(recording: str, mesh_stores: list, chunk_dir: str | Path, neutral_image: str | None,
+                 out_store: str | Path, params: NeutralParams, max_frames: int = 3000) -> str:
+    """The recording's neutral mesh (isotropic), from its reference image when the sheet names
+    one, else from the recording's quiet frames. Refuses a recording whose face is missing too
+    often. Returns a description of the source used."""
+    chunks = {c.chunk: c for c in load_chunks(chunk_dir)}
+    founds, metas = [], []
+    for store in mesh_stores:
+        arrays, attrs = read_store(store, "face_found")
+        founds.append(arrays["face_found"])
+        metas.append(attrs)
+    found_all = np.concatenate(founds)
+    missing = 1 - float(found_all.mean())
+    if missing > params.max_missing_share:
+        raise RecordingError(recording, f"no face in {100 * missing:.1f}% of its {len(found_all)} frames "
+                                        f"(mesh.neutral.max_missing_share allows {100 * params.max_missing_share:.0f}%)")
+    if neutral_image:
+        image = cv2.imread(str(neutral_image), cv2.IMREAD_COLOR)
+        if image is None:
+            raise RecordingError(recording, f"cannot read the neutral image {neutral_image}")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        lm = landmarks_of_image(image)
+        if lm is None:
+            raise RecordingError(recording, f"MediaPipe finds no face in the neutral image {neutral_image}")
+        neutral = to_isotropic(lm, image.shape[1], image.shape[0]).astype(np.float32)
+        source, used = f"reference image {Path(neutral_image).name}", 1
+    else:
+        energies = [_frame_energy(chunks[m["chunk"]].audio, m["n_frames"], m["fps"]) for m in metas]
+        e_all = np.concatenate(energies)
+        quiet = e_all <= np.quantile(e_all[found_all], params.silence_quantile)
+        pick = found_all & quiet
+        if pick.sum() < 10:
+            pick = found_all.copy()
+        idx = np.flatnonzero(pick)
+        if len(idx) > max_frames:
+            idx = idx[np.linspace(0, len(idx) - 1, max_frames).astype(int)]
+        offsets = np.cumsum([0] + [len(f) for f in founds])
+        meshes = []
+        for k, (store, meta) in enumerate(zip(mesh_stores, metas)):
+            local = idx[(idx >= offsets[k]) & (idx < offsets[k + 1])] - offsets[k]
+            if len(local):
+                lm = read_store(store, "landmarks")[0]["landmarks"][local]
+                meshes.append(to_isotropic(lm, meta["width"], meta["height"]))
+        neutral = neutral_from_frames(np.concatenate(meshes), np.arange(len(idx)))
+        source, used = f"recording, median of {len(idx)} quiet frames", len(idx)
+    log.info("recording '%s': neutral mesh from the %s", recording, source)
+    write_store(out_store, {"neutral": neutral}, {"recording": recording, "source": source, "frames_used": used,
+                                                  "face_missing_share": missing,
+                                                  "coordinates": "isotropic (every axis / image width)"})
+    return source
+
+
+def align_chunk(mesh_store: str | Path, neutral_store: str | Path, out_store: str | Path) -> dict:
+    """Remove head pose from a chunk's meshes: aligned meshes, per-frame pose and residual."""
+    arrays, attrs = read_store(mesh_store)
+    neutral, n_attrs = read_store(neutral_store, "neutral")
+    iso = to_isotropic(arrays["landmarks"], attrs["width"], attrs["height"])
+    aligned, pose, residual = remove_pose(iso, arrays["face_found"], neutral["neutral"])
+    out_attrs = dict(attrs, neutral_source=n_attrs["source"], coordinates="isotropic, neutral mesh frame",
+                     residual_median=float(np.nanmedian(residual)) if np.isfinite(residual).any() else None)
+    write_store(out_store, {"aligned": aligned, "pose": pose, "residual": residual,
+                            "face_found": arrays["face_found"]}, out_attrs)
+    return out_attrs
+
+
+def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral_store: str | Path,
+                chunk_dir: str | Path, probe_json: str | Path, out_tsv: str | Path,
+                out_png: str | Path) -> pd.DataFrame:
+    """Per-chunk summary (frames, face share, pose residual, lip gap range) and the picture."""
+    rows, first = [], None
+    for mesh_store, store in zip(mesh_stores, aligned_stores):
+        arrays, attrs = read_store(store, "aligned", "residual", "face_found")
+        found = arrays["face_found"]
+        gap = lip_gap(arrays["aligned"][found]) if found.any() else np.array([np.nan])
+        rows.append({"recording": recording, "chunk": attrs["chunk"], "frames": attrs["n_frames"],
+                     "face_found_share": float(found.mean()),
+                     "residual_median": float(np.nanmedian(arrays["residual"])) if found.any() else np.nan,
+                     "residual_max": float(np.nanmax(arrays["residual"])) if found.any() else np.nan,
+                     "lip_gap_min": float(np.nanmin(gap)), "lip_gap_max": float(np.nanmax(gap)),
+                     "ms_per_frame": attrs["ms_per_frame"]})
+        if first is None and found.any():
+            first = (attrs["chunk"], int(np.flatnonzero(found)[len(np.flatnonzero(found)) // 2]), mesh_store)
+    df = pd.DataFrame(rows)
+    with atomic_path(out_tsv) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
+    info = ProbeInfo.from_json(Path(probe_json).read_text())
+    neutral, n_attrs = read_store(neutral_store, "neutral")
+    chunks = {c.chunk: c for c in load_chunks(chunk_dir)}
+    frame, lm = np.zeros((info.height, info.width, 3), np.uint8), None
+    if first is not None:
+        chunk = chunks[first[0]]
+        raw = int(chunk.raw_frames[first[1]])
+        frame = next(iter_frames(chunk.video, raw, 1, info)).copy()
+        lm = read_store(first[2], "landmarks")[0]["landmarks"][first[1]]
+    _write_preview(out_png, frame, lm, neutral["neutral"], f"{recording} {first[0] if first else ''}",
+                   n_attrs["source"])
+    return df
+
+
+def _write_preview(path, frame: np.ndarray, landmarks: np.ndarray | None, neutral: np.ndarray, title: str,
+                   source: str, panel: int = 512) -> None:
+    h, w = frame.shape[:2]
+    scale = panel / max(h, w)
+    left = cv2.resize(frame, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+    left = np.ascontiguousarray(left)
+    if landmarks is not None:
+        for x, y in landmarks[:, :2] * [left.shape[1], left.shape[0]]:
+            cv2.circle(left, (int(round(x)), int(round(y))), 1, (0, 255, 0), -1, cv2.LINE_AA)
+    right = np.full((panel, panel, 3), 255, np.uint8)
+    pts = neutral[:, :2]
+    lo, span = pts.min(axis=0), np.ptp(pts, axis=0).max()
+    xy = (pts - lo) / span * panel * 0.8 + panel * 0.1
+    for x, y in xy:
+        cv2.circle(right, (int(round(x)), int(round(y))), 2, (40, 40, 200), -1, cv2.LINE_AA)
+    canvas = np.full((max(left.shape[0], panel) + 30, left.shape[1] + panel, 3), 255, np.uint8)
+    canvas[30:30 + left.shape[0], :left.shape[1]] = left
+    canvas[30:30 + panel, left.shape[1]:] = right
+    cv2.putText(canvas, f"{title}: landmarks on the frame", (5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.putText(canvas, f"neutral mesh: {source[:48]}", (left.shape[1] + 5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                (0, 0, 0), 1)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(png.tobytes())

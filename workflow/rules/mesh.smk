@@ -1,0 +1,66 @@
+rule face_mesh:
+    input:
+        chunks="results/{rec}/chunks",
+        info="results/{rec}/probe.json",
+    output:
+        directory("results/{rec}/mesh/{chunk}.zarr"),
+    params:
+        mesh=config["mesh"]["tracking"],
+    log:
+        "results/logs/face_mesh/{rec}/{chunk}.log",
+    benchmark:
+        "results/benchmarks/face_mesh/{rec}/{chunk}.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/face_mesh.py"
+
+
+rule neutral_mesh:
+    input:
+        unpack(neutral_inputs),
+    output:
+        directory("results/{rec}/neutral.zarr"),
+    params:
+        mesh=config["mesh"]["neutral"],
+        image=neutral_image,
+    log:
+        "results/logs/neutral_mesh/{rec}.log",
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/neutral_mesh.py"
+
+
+rule align_mesh:
+    input:
+        mesh="results/{rec}/mesh/{chunk}.zarr",
+        neutral="results/{rec}/neutral.zarr",
+    output:
+        directory("results/{rec}/aligned/{chunk}.zarr"),
+    log:
+        "results/logs/align_mesh/{rec}/{chunk}.log",
+    benchmark:
+        "results/benchmarks/align_mesh/{rec}/{chunk}.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/align_mesh.py"
+
+
+rule mesh_report:
+    input:
+        meshes=chunk_files("results/{rec}/mesh/{chunk}.zarr"),
+        aligned=chunk_files("results/{rec}/aligned/{chunk}.zarr"),
+        neutral="results/{rec}/neutral.zarr",
+        chunks="results/{rec}/chunks",
+        info="results/{rec}/probe.json",
+    output:
+        summary="results/{rec}/mesh_summary.tsv",
+        preview="results/{rec}/mesh_preview.png",
+    log:
+        "results/logs/mesh_report/{rec}.log",
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/mesh_report.py"

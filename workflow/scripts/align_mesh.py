@@ -1,0 +1,5 @@
+from animote.mesh_stage import align_chunk
+from animote.util import logged
+
+with logged(snakemake.log[0]):
+    align_chunk(snakemake.input.mesh, snakemake.input.neutral, snakemake.output[0])

@@ -1,0 +1,7 @@
+from animote.mesh import TrackParams
+from animote.mesh_stage import mesh_chunk
+from animote.util import logged
+
+with logged(snakemake.log[0]):
+    mesh_chunk(snakemake.input.chunks, snakemake.wildcards.chunk, snakemake.input.info, snakemake.output[0],
+               TrackParams(**snakemake.params.mesh))
