@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import subprocess
+import threading
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -204,13 +206,15 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 
 def iter_frames(video: str | os.PathLike, start: int, count: int, info: ProbeInfo,
-                size: tuple[int, int] | None = None, threads: int = 1) -> Iterator[np.ndarray]:
+                size: tuple[int, int] | None = None, threads: int = 1, prefetch: int = 4) -> Iterator[np.ndarray]:
     """Stream ``count`` RGB frames from frame ``start`` of a constant-frame-rate video.
 
     ffmpeg seeks to half a frame before ``start`` (so rounding cannot land on the
     neighbour), scales in the decoder when ``size`` (width, height) is given, and
-    pipes raw frames: only one frame is in memory at a time. Raises if the
-    stream ends early, so a frame is never lost silently.
+    pipes raw frames. A reader thread keeps up to ``prefetch`` frames ready, so
+    decoding overlaps with whatever the caller does with a frame; memory stays at
+    a few frames whatever ``count`` is. Raises if the stream ends early, so a frame
+    is never lost silently.
     """
     if count <= 0:
         return
@@ -222,19 +226,52 @@ def iter_frames(video: str | os.PathLike, start: int, count: int, info: ProbeInf
         cmd += ["-vf", f"scale={w}:{h}:flags=bilinear"]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = w * h * 3
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    frames: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                frames.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            for _ in range(count):
+                buf = bytearray(frame_bytes)
+                view, got = memoryview(buf), 0
+                while got < frame_bytes:
+                    n = proc.stdout.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+                if got < frame_bytes or not put(buf):
+                    break
+        finally:
+            put(None)
+
+    thread = threading.Thread(target=reader, name="ffmpeg-frames", daemon=True)
+    thread.start()
     got = 0
     try:
         while got < count:
-            buf = proc.stdout.read(frame_bytes)
-            if len(buf) < frame_bytes:
+            buf = frames.get()
+            if buf is None:
                 break
             got += 1
             yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
     finally:
+        stop.set()
+        if proc.poll() is None and got < count:
+            proc.kill()
+        thread.join()
         proc.stdout.close()
-        proc.kill() if proc.poll() is None else None
         err = proc.stderr.read().decode(errors="replace")
+        proc.stderr.close()
         proc.wait()
     if got < count:
         raise RuntimeError(f"{video}: expected {count} frames from frame {start}, decoder gave {got}. {err[-300:]}")
