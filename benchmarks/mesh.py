@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -84,7 +83,6 @@ else:
     out["seconds"] = time.perf_counter() - t
 out["frames"] = chunk.n_frames
 out["rss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-out["rss_ffmpeg_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps(out))
 """
 
@@ -95,10 +93,27 @@ def worker(mode: str, wd: Path, cpu: str = "any") -> subprocess.Popen:
 
 
 def result(proc: subprocess.Popen) -> dict:
+    """Wait for a worker; its peak memory is the largest sum of RSS over it and its ffmpeg, polled."""
+    import psutil
+
+    peak = 0
+    try:
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
+                peak = max(peak, rss)
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+    except psutil.Error:
+        pass
     out, _ = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"worker failed ({proc.returncode})")
-    return json.loads(out.strip().splitlines()[-1])
+    res = json.loads(out.strip().splitlines()[-1])
+    res["peak_tree_mb"] = peak / 2**20
+    return res
 
 
 def main() -> None:
@@ -134,15 +149,15 @@ def main() -> None:
                 fps[jobs] = sum(r["frames"] for r in res) / wall
                 print(f"[{size}] {jobs} parallel job(s): {fps[jobs]:.1f} frames/s in all "
                       f"({wall:.1f} s wall for {sum(r['frames'] for r in res)} frames, process start included)")
-            print(f"[{size}] peak memory, {args.duration:.0f} s chunk: job {stage['rss_self_mb']:.0f} MB, "
-                  f"ffmpeg {stage['rss_ffmpeg_mb']:.0f} MB")
+            print(f"[{size}] peak memory, {stage['frames'] / 30:.0f} s chunk: job {stage['rss_self_mb']:.0f} MB, "
+                  f"job + ffmpeg {stage['peak_tree_mb']:.0f} MB")
             if (w, h) == (1920, 1080):
                 fps1080 = fps
                 long_wd = root / f"{size}-long"
                 workflow(long_wd, w, h, args.duration, args.long_repeat, args.duration * args.long_repeat + 5)
                 big = result(worker("stage", long_wd, "0"))
                 print(f"[{size}] peak memory, {big['frames'] / 30:.0f} s chunk ({big['frames']} frames): job "
-                      f"{big['rss_self_mb']:.0f} MB, ffmpeg {big['rss_ffmpeg_mb']:.0f} MB")
+                      f"{big['rss_self_mb']:.0f} MB, job + ffmpeg {big['peak_tree_mb']:.0f} MB")
         if fps1080:
             per_job = fps1080[2] / 2
             hour = 3600 * 30

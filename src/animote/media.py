@@ -223,7 +223,7 @@ def iter_frames(video: str | os.PathLike, start: int, count: int, info: ProbeInf
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-threads", str(threads), "-ss", f"{seek:.6f}",
            "-i", str(video), "-map", "0:v:0", "-frames:v", str(count), "-fps_mode", "passthrough"]
     if size:
-        cmd += ["-vf", f"scale={w}:{h}:flags=bilinear"]
+        cmd += ["-vf", f"scale={w}:{h}:flags=fast_bilinear"]
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = w * h * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
