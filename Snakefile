@@ -1,5 +1,6 @@
 # animote: from recordings of a person speaking to a trained audio-to-mesh model.
-# Stages, in order: the demo recording, preprocessing (probe, clap removal, chunks), face meshes.
+# Stages, in order: the demo recording, preprocessing (probe, clap removal, chunks),
+# face meshes, audio features.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -12,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/mesh.smk"
+include: "workflow/rules/features.smk"
 
 
 rule all:

@@ -6,6 +6,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from animote.chunks import load_chunks
 from animote.demo import load_truth
@@ -112,10 +113,12 @@ def test_config_edit_reruns_only_stale_stages(demo_run):
     (demo_run / "claps.yaml").write_text("claps:\n  cut_after_s: 0.3\n")
     # Jobs per chunk after the checkpoint are known once it has rerun; the dry run lists the rest.
     after_claps = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "claps.yaml")))
-    assert after_claps == {"remove_claps", "split_chunks", "preprocess_report", "neutral_mesh", "mesh_report", "all"}
+    assert after_claps == {"remove_claps", "split_chunks", "preprocess_report", "neutral_mesh", "mesh_report",
+                           "features_report", "all"}
     (demo_run / "chunks.yaml").write_text("chunks:\n  length_s: 12\n")
     after_chunks = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "chunks.yaml")))
-    assert after_chunks == {"split_chunks", "preprocess_report", "neutral_mesh", "mesh_report", "all"}
+    assert after_chunks == {"split_chunks", "preprocess_report", "neutral_mesh", "mesh_report", "features_report",
+                            "all"}
     (demo_run / "track.yaml").write_text("mesh:\n  tracking:\n    max_faces: 1\n")
     after_track = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "track.yaml")))
     assert after_track == {"face_mesh", "neutral_mesh", "align_mesh", "mesh_report", "all"}
@@ -252,3 +255,66 @@ def test_mesh_preview_is_written(demo_run):
     summary = pd.read_csv(demo_run / "results/demo/mesh_summary.tsv", sep="\t")
     assert len(summary) == len(load_chunks(demo_run / "results/demo/chunks"))
     assert (summary.face_found_share == 1).all()
+
+
+def _feature_stores(wd, key):
+    from animote.store import read_store
+
+    return [(c, read_store(wd / f"results/features/{key}/demo/{c.chunk}.zarr"))
+            for c in load_chunks(wd / "results/demo/chunks")]
+
+
+def test_default_feature_stores_match_their_chunks(demo_run):
+    report = pd.read_csv(demo_run / "results/demo/features.tsv", sep="\t")
+    assert set(report.cache_key) == {"whisper/tiny.en", "egemaps/eGeMAPSv02-lld"}
+    for key, dim in (("whisper/tiny.en", 384), ("egemaps/eGeMAPSv02-lld", 25)):
+        for chunk, (arrays, attrs) in _feature_stores(demo_run, key):
+            f = arrays["features"]
+            assert f.shape == (chunk.n_frames, dim) and f.dtype == np.float32
+            assert np.isfinite(f).all()
+            assert attrs["fps"] == chunk.fps and attrs["sample_rate"] == 16000
+            assert attrs["backend"] == key.split("/")[0] and attrs["native_rate"] > 0
+
+
+def test_switching_backends_reruns_only_their_jobs_and_reuses_caches(demo_run):
+    whisper = demo_run / "results/features/whisper/tiny.en"
+    stamps = {p: p.stat().st_mtime_ns for p in whisper.rglob("zarr.json")}
+    (demo_run / "logmel.yaml").write_text("features:\n  phonetic: logmel\n")
+    planned = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "logmel.yaml")))
+    assert planned == {"audio_features", "features_report", "all"}
+    snakemake(demo_run, configs=("test.yaml", "logmel.yaml"))
+    # Log-mel energy follows the true mouth opening, best at lag 0: the features are aligned.
+    truth, _ = _truth(demo_run)
+    energy, mouth = [], []
+    for chunk, (arrays, attrs) in _feature_stores(demo_run, "logmel/mels80_hop10ms_fft400"):
+        energy.append(arrays["features"].mean(axis=1))
+        mouth.append(truth.mouth_open.to_numpy()[chunk.raw_frames])
+    lag, scores = _best_lag(np.concatenate(energy), np.concatenate(mouth), max_lag=3)
+    assert lag == 0 and scores[0] > max(scores[-3], scores[3]) + 0.1, scores
+    # Back to the default: no feature job (the cache is reused), only the small report is rewritten;
+    # the whisper cache was never touched.
+    assert _scheduled(snakemake(demo_run, "-n")) == {"features_report", "all"}
+    assert {p: p.stat().st_mtime_ns for p in whisper.rglob("zarr.json")} == stamps
+
+
+def test_dual_wav2vec2_from_local_folders(demo_run, tiny_models):
+    (demo_run / "w2v.yaml").write_text(yaml.safe_dump({"features": {
+        "phonetic": "wav2vec2", "emotion": "wav2vec2-emotion", "device": "cpu",
+        "backends": {"wav2vec2": {"model": str(tiny_models / "w2v")},
+                     "wav2vec2-emotion": {"model": str(tiny_models / "emotion"), "layer": 1}}}}))
+    planned = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "w2v.yaml")))
+    assert planned == {"audio_features", "features_report", "all"}
+    snakemake(demo_run, configs=("test.yaml", "w2v.yaml"))
+    report = pd.read_csv(demo_run / "results/demo/features.tsv", sep="\t")
+    keys = dict(zip(report.role, report.cache_key))
+    assert keys["phonetic"].startswith("wav2vec2/") and keys["emotion"].startswith("wav2vec2-emotion/")
+    assert keys["emotion"].endswith("layer1")
+    from animote.features import concat_features
+
+    for (chunk, (p, pa)), (_, (e, ea)) in zip(_feature_stores(demo_run, keys["phonetic"]),
+                                             _feature_stores(demo_run, keys["emotion"])):
+        assert p["features"].shape == (chunk.n_frames, 32) and np.isfinite(p["features"]).all()
+        assert e["adv"].shape[1] == 3 and ea["layer"] == 1 and pa["model"] == str(tiny_models / "w2v")
+        both = concat_features(demo_run / f"results/features/{keys['phonetic']}/demo/{chunk.chunk}.zarr",
+                               demo_run / f"results/features/{keys['emotion']}/demo/{chunk.chunk}.zarr")
+        assert both.shape == (chunk.n_frames, 64)

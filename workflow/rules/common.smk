@@ -1,16 +1,20 @@
 import pandas as pd
 from snakemake.utils import validate
 
+from animote.features import active_specs
 from animote.recordings import load_sheet
 
 
 validate(config, schema="../../config/schema.yaml")
 RECORDINGS = load_sheet(config["recordings"])
+FEATURES = active_specs(config["features"])  # role -> (cache key, spec)
 
 
 wildcard_constraints:
     rec=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     chunk=r"c\d{3}",
+    backend=r"[a-z0-9-]+",
+    variant=r"[A-Za-z0-9_.+-]+",
 
 
 def recording_source(wildcards):
@@ -46,7 +50,23 @@ def neutral_inputs(wildcards):
     return inputs
 
 
+def feature_spec(wildcards):
+    """The backend spec behind a feature cache path (only the active backends are built)."""
+    key = f"{wildcards.backend}/{wildcards.variant}"
+    for cached, spec in FEATURES.values():
+        if cached == key:
+            return spec
+    raise ValueError(f"no active feature backend has cache key {key}")
+
+
+def feature_gpu(wildcards):
+    spec = feature_spec(wildcards)
+    return int(spec["type"].startswith("wav2vec2") and spec["device"] != "cpu")
+
+
 def final_targets():
-    return ["results/report/preprocess.tsv"] + expand(
-        "results/{rec}/mesh_{what}", rec=RECORDINGS.index, what=["summary.tsv", "preview.png"]
+    return (
+        ["results/report/preprocess.tsv"]
+        + expand("results/{rec}/mesh_{what}", rec=RECORDINGS.index, what=["summary.tsv", "preview.png"])
+        + expand("results/{rec}/features.tsv", rec=RECORDINGS.index)
     )

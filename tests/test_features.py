@@ -1,0 +1,127 @@
+"""Audio feature backends, alignment to video frames, offline model loading."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from animote.features import ModelUnavailable, resample_to_frames
+from animote.features.backends import cache_key, make_backend
+
+SR = 16000
+
+
+@pytest.mark.parametrize("rate, fps, seconds, offset", [(50, 30, 10, 0.0125), (100, 30, 7.3, 0.01), (50, 25, 3, 0.01),
+                                                         (50, 29.97, 30, 0.0125)])
+def test_resample_puts_feature_times_on_frame_centres(rate, fps, seconds, offset):
+    n_native = int(seconds * rate)
+    times = offset + np.arange(n_native) / rate
+    feats = np.stack([times, -2 * times], axis=1)  # a feature that holds its own time
+    n_frames = int(round(seconds * fps))
+    out = resample_to_frames(feats, rate, n_frames, fps, offset)
+    assert out.shape == (n_frames, 2) and out.dtype == np.float32
+    centres = (np.arange(n_frames) + 0.5) / fps
+    inside = (centres >= times[0]) & (centres <= times[-1])
+    assert np.allclose(out[inside, 0], centres[inside], atol=1e-5)
+    assert np.allclose(out[inside, 1], -2 * centres[inside], atol=1e-5)
+    assert np.all(out[~inside, 0] == np.clip(centres[~inside], times[0], times[-1]).astype(np.float32))
+
+
+def test_resample_keeps_an_event_in_its_frame():
+    feats = np.zeros((500, 1), np.float32)
+    feats[260] = 1.0  # 50 Hz frame 260 is centred at 5.2125 s
+    out = resample_to_frames(feats, 50, 300, 30, 0.0125)
+    assert int(np.argmax(out[:, 0])) == int(5.2125 * 30)
+
+
+def test_resample_rejects_empty():
+    with pytest.raises(ValueError):
+        resample_to_frames(np.zeros((0, 4)), 50, 10, 30)
+
+
+def test_cache_keys_name_backend_model_and_settings():
+    w = {"type": "wav2vec2", "model": "facebook/wav2vec2-base", "revision": "main", "layer": -1}
+    keys = {cache_key(w), cache_key(dict(w, layer=6)), cache_key(dict(w, revision="abc123")),
+            cache_key(dict(w, model="/data/models/w2v")), cache_key({"type": "whisper", "model": "bundled:tiny.en"}),
+            cache_key({"type": "logmel", "n_mels": 80, "hop_ms": 10, "n_fft": 400}),
+            cache_key({"type": "logmel", "n_mels": 40, "hop_ms": 10, "n_fft": 400}), cache_key({"type": "egemaps"})}
+    assert len(keys) == 8
+    assert cache_key(w) == "wav2vec2/facebook--wav2vec2-base_layer-1"
+    assert all(k.count("/") == 1 for k in keys)
+
+
+@pytest.fixture(scope="module")
+def speech_audio(tmp_path_factory):
+    """70 s of real speech (festival), 16 kHz."""
+    from animote.demo import speech
+
+    texts = speech.sentences().text.tolist()[:24]
+    parts = []
+    for audio, sr, _ in speech.synthesize(texts, tmp_path_factory.mktemp("sp")):
+        parts += [speech.restyle(audio, sr, speech.Style(1, 1, 0, 1, 0, 0), SR), np.zeros(SR // 2, np.float32)]
+    return np.concatenate(parts)[: 70 * SR]
+
+
+@pytest.mark.parametrize("spec, dim, rate", [
+    ({"type": "logmel", "n_mels": 40, "hop_ms": 10, "n_fft": 400}, 40, 100),
+    ({"type": "egemaps"}, 25, 100),
+    ({"type": "whisper", "model": "bundled:tiny.en", "threads": 1}, 384, 50),
+])
+def test_offline_backends_on_speech(speech_audio, spec, dim, rate):
+    feats = make_backend(spec).compute(speech_audio)
+    assert feats.frames.shape[1] == dim and feats.rate == pytest.approx(rate, rel=0.01)
+    assert abs(len(feats.frames) - len(speech_audio) / SR * rate) <= 6  # (Whisper: its 30 s padding trimmed)
+    assert np.isfinite(feats.frames).all()
+    assert feats.frames.std(axis=0).mean() > 0
+
+
+def test_whisper_windows_join_without_a_seam(speech_audio):
+    """A window boundary (30 s) must not leave padding frames in the middle of the output."""
+    feats = make_backend({"type": "whisper", "model": "bundled:tiny.en", "threads": 1}).compute(speech_audio)
+    norms = np.linalg.norm(feats.frames, axis=1)
+    assert len(feats.frames) == int(np.ceil(30 * 50)) * 2 + int(np.ceil(10 * 50))
+    assert norms[1495:1505].min() > 0.2 * np.median(norms)
+
+
+def _w2v_spec(path, kind="wav2vec2", **kw):
+    return dict({"type": kind, "model": str(path), "revision": "main", "layer": -1, "window_s": 30,
+                 "context_s": 1, "offline": True, "device": "cpu"}, **kw)
+
+
+def test_wav2vec2_from_a_local_folder(tiny_models, speech_audio):
+    feats = make_backend(_w2v_spec(tiny_models / "w2v")).compute(speech_audio)
+    assert feats.frames.shape == ((len(speech_audio) - 400) // 320 + 1, 32)
+    assert np.isfinite(feats.frames).all() and feats.rate == 50
+    first = make_backend(_w2v_spec(tiny_models / "w2v", layer=0)).compute(speech_audio[: 5 * SR])
+    last = make_backend(_w2v_spec(tiny_models / "w2v", layer=-1)).compute(speech_audio[: 5 * SR])
+    assert first.frames.shape == last.frames.shape and not np.allclose(first.frames, last.frames)
+
+
+def test_emotion_model_gives_hidden_states_and_adv(tiny_models, speech_audio):
+    feats = make_backend(_w2v_spec(tiny_models / "emotion", "wav2vec2-emotion")).compute(speech_audio)
+    assert feats.frames.shape[1] == 32
+    assert feats.extra["adv"].shape == (3, 3)  # 70 s in 30 s windows: arousal, dominance, valence each
+    assert np.isfinite(feats.extra["adv"]).all()
+
+
+def test_missing_model_fails_fast_and_says_how_to_provide_it(tmp_path):
+    code = ("from animote.features.backends import make_backend\n"
+            "import numpy as np\n"
+            "make_backend({'type': 'wav2vec2', 'model': 'facebook/wav2vec2-large-960h-lv60-self', 'revision': 'main',"
+            " 'layer': -1, 'window_s': 30, 'context_s': 1, 'offline': True, 'device': 'cpu'})"
+            ".compute(np.zeros(16000, np.float32))\n")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"})
+    took = time.perf_counter() - t
+    assert proc.returncode != 0 and took < 5, took
+    assert "ModelUnavailable" in proc.stderr
+    assert "facebook/wav2vec2-large-960h-lv60-self" in proc.stderr and "local folder" in proc.stderr
+
+
+def test_folder_without_config_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelUnavailable, match="no config.json"):
+        make_backend(_w2v_spec(tmp_path / "empty")).compute(np.zeros(SR, np.float32))

@@ -1,0 +1,5 @@
+from animote.features import features_chunk
+from animote.util import logged
+
+with logged(snakemake.log[0]):
+    features_chunk(snakemake.input.chunks, snakemake.wildcards.chunk, snakemake.params.spec, snakemake.output[0])
