@@ -200,6 +200,12 @@ class Wav2Vec2(Backend):
     RATE = 50.0
     emotion = False
 
+    def load(self):
+        """Load the model once (kept for later ``compute`` calls)."""
+        if getattr(self, "_loaded", None) is None:
+            self._loaded = self._load()
+        return self._loaded
+
     def _load(self):
         model_ref, local_only = _resolve_hf(self.spec["model"], self.spec.get("revision", "main"),
                                             self.spec.get("offline", True))
@@ -228,7 +234,7 @@ class Wav2Vec2(Backend):
     def compute(self, audio: np.ndarray) -> Features:
         import torch
 
-        model, extractor, device, dtype = self._load()
+        model, extractor, device, dtype = self.load()
         win = int(self.spec.get("window_s", 30) * SAMPLE_RATE)
         ctx = int(self.spec.get("context_s", 1) * SAMPLE_RATE)
         hop = 320  # samples per output frame
