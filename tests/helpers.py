@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -67,11 +68,12 @@ def workspace(tmp: Path, overrides: dict | None = None, sheet: str | None = None
     return tmp
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True,
-              configs: tuple[str, ...] = ("test.yaml",)) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, configs: tuple[str, ...] = ("test.yaml",),
+              env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", *configs,
            "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    full_env = dict(os.environ, **(env or {}))
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

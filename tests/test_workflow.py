@@ -318,3 +318,23 @@ def test_dual_wav2vec2_from_local_folders(demo_run, tiny_models):
         both = concat_features(demo_run / f"results/features/{keys['phonetic']}/demo/{chunk.chunk}.zarr",
                                demo_run / f"results/features/{keys['emotion']}/demo/{chunk.chunk}.zarr")
         assert both.shape == (chunk.n_frames, 64)
+
+
+def test_paper_config_without_weights_fails_fast_naming_the_model(demo_run, tmp_path):
+    """config/paper.yaml (dual wav2vec2 from the hub) on a machine without the weights."""
+    import shutil
+    import time
+
+    shutil.copy(REPO / "config" / "paper.yaml", demo_run / "paper.yaml")
+    t = time.perf_counter()
+    proc = snakemake(demo_run, "results/demo/features.tsv", "-j", "1", configs=("test.yaml", "paper.yaml"),
+                     check=False, env={"HF_HOME": str(tmp_path / "empty-hf-cache")})
+    took = time.perf_counter() - t
+    assert proc.returncode != 0
+    logs = list((demo_run / "results/logs/audio_features").glob("wav2vec2*/*/demo/*.log"))
+    text = "\n".join(p.read_text() for p in logs)
+    assert "wav2vec2-large-960h-lv60-self" in text or "emotion-msp-dim" in text
+    assert "is not on this machine" in text and "local folder" in text
+    assert "recording 'demo' chunk c0" in text
+    assert not list((demo_run / "results/features").glob("wav2vec2*/*/demo/*.zarr"))
+    assert took < 60  # snakemake itself starts in seconds; the failing job takes under 5 s (test_features)

@@ -25,6 +25,7 @@ rule features_report:
     output:
         "results/{rec}/features.tsv",
     params:
+        # Not read by the script: it makes a backend switch rewrite this report (and nothing else).
         cache_keys={role: key for role, (key, _) in FEATURES.items()},
     log:
         "results/logs/features_report/{rec}.log",

@@ -60,7 +60,10 @@ def features_chunk(chunk_dir: str | Path, chunk_id: str, spec: Mapping[str, Any]
         raise RecordingError(chunk.recording, f"chunk {chunk.chunk} audio is {sr} Hz, features need 16000")
     backend = make_backend(spec)
     t = time.perf_counter()
-    feats = backend.compute(audio)
+    try:
+        feats = backend.compute(audio)
+    except ModelUnavailable as exc:
+        raise ModelUnavailable(f"{name}: {exc}") from None
     seconds = time.perf_counter() - t
     if not np.isfinite(feats.frames).all():
         bad = int((~np.isfinite(feats.frames)).any(axis=1).sum())

@@ -90,7 +90,7 @@ def _resolve_hf(model: str, revision: str, offline: bool) -> tuple[str, bool]:
             raise ModelUnavailable(
                 f"model '{model}' (revision {revision}) is not on this machine and features.offline is true. "
                 f"Provide it one of two ways: download it where the Hugging Face hub is reachable "
-                f"(e.g. `huggingface-cli download {model} --local-dir models/{model.split('/')[-1]}`) and set the "
+                f"(e.g. `hf download {model} --local-dir models/{model.split('/')[-1]}`) and set the "
                 f"backend's model to that local folder in your config; or set features.offline: false on a "
                 f"machine that can reach the hub, so it is downloaded into the cache.")
         return model, True
