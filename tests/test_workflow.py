@@ -331,10 +331,13 @@ def test_paper_config_without_weights_fails_fast_naming_the_model(demo_run, tmp_
                      check=False, env={"HF_HOME": str(tmp_path / "empty-hf-cache")})
     took = time.perf_counter() - t
     assert proc.returncode != 0
-    logs = list((demo_run / "results/logs/audio_features").glob("wav2vec2*/*/demo/*.log"))
+    logs = [*(demo_run / "results/logs/audio_features").glob("wav2vec2/facebook--*/demo/*.log"),
+            *(demo_run / "results/logs/audio_features").glob("wav2vec2-emotion/audeering--*/demo/*.log")]
     text = "\n".join(p.read_text() for p in logs)
     assert "wav2vec2-large-960h-lv60-self" in text or "emotion-msp-dim" in text
     assert "is not on this machine" in text and "local folder" in text
     assert "recording 'demo' chunk c0" in text
-    assert not list((demo_run / "results/features").glob("wav2vec2*/*/demo/*.zarr"))
+    features = demo_run / "results/features"
+    assert not list(features.glob("wav2vec2/facebook--*/demo/*.zarr"))
+    assert not list(features.glob("wav2vec2-emotion/audeering--*/demo/*.zarr"))
     assert took < 60  # snakemake itself starts in seconds; the failing job takes under 5 s (test_features)
