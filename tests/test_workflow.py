@@ -1,6 +1,5 @@
 """End-to-end: the workflow on a short demo through chunking, and on bad inputs."""
 
-import json
 import subprocess
 
 import numpy as np

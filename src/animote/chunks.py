@@ -25,6 +25,7 @@ import pandas as pd
 from . import RecordingError
 from .config import ChunkParams
 from .media import ProbeInfo, frame_to_sample, iter_frames, write_wav
+from .util import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,14 @@ def load_chunks(chunk_dir: str | Path) -> list[Chunk]:
     return out
 
 
+def find_chunk(chunk_dir: str | Path, chunk_id: str) -> Chunk:
+    """One chunk of a recording, by id."""
+    for chunk in load_chunks(chunk_dir):
+        if chunk.chunk == chunk_id:
+            return chunk
+    raise KeyError(f"chunk {chunk_id} is not in {Path(chunk_dir) / MANIFEST}")
+
+
 def iter_chunk_frames(chunk: Chunk, info: ProbeInfo, size: tuple[int, int] | None = None,
                       threads: int = 1) -> Iterator[np.ndarray]:
     """Stream the chunk's RGB frames in order, one segment after another."""
@@ -136,8 +145,6 @@ def iter_chunk_frames(chunk: Chunk, info: ProbeInfo, size: tuple[int, int] | Non
 
 def export_chunk_video(chunk: Chunk, info: ProbeInfo, dst: str | Path) -> None:
     """Encode one chunk as an mp4 (H.264 + AAC, its own audio) for a person to inspect."""
-    from .util import atomic_path
-
     with atomic_path(dst) as tmp:
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{info.width}x{info.height}", "-r", info.fps_fraction, "-i", "-", "-i", chunk.audio,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from . import RecordingError
-from .chunks import Chunk, iter_chunk_frames, load_chunks
+from .chunks import find_chunk, iter_chunk_frames, load_chunks
 from .media import ProbeInfo, frame_to_sample, iter_frames, read_wav
 from .mesh import (NeutralParams, TrackParams, decode_size, landmarks_of_image, lip_gap, neutral_from_frames, remove_pose,
                    to_isotropic, track_frames)
@@ -20,19 +20,12 @@ from .util import atomic_path
 log = logging.getLogger(__name__)
 
 
-def _chunk(chunk_dir: str | Path, chunk_id: str) -> Chunk:
-    for c in load_chunks(chunk_dir):
-        if c.chunk == chunk_id:
-            return c
-    raise KeyError(f"chunk {chunk_id} not in {chunk_dir}")
-
-
 def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out_store: str | Path,
                params: TrackParams) -> dict:
     """Landmarks for every frame of one chunk, streamed from the video, into a Zarr store."""
     import mediapipe
 
-    chunk = _chunk(chunk_dir, chunk_id)
+    chunk = find_chunk(chunk_dir, chunk_id)
     info = ProbeInfo.from_json(Path(probe_json).read_text())
     size = decode_size(info.width, info.height, params.max_side)
     name = f"recording '{chunk.recording}' chunk {chunk.chunk}"

@@ -29,14 +29,13 @@ PARAMS = ("mouth_open", "lip_width", "smile", "brow")
 
 def still_landmarks(image: np.ndarray) -> np.ndarray:
     """468 MediaPipe landmarks of the face in an RGB image, in pixels (x, y)."""
-    import mediapipe as mp
+    from ..mesh import landmarks_of_image
 
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1) as fm:
-        res = fm.process(image)
-    if not res.multi_face_landmarks:
+    lm = landmarks_of_image(image)
+    if lm is None:
         raise RuntimeError("MediaPipe found no face in the demo's still image")
     h, w = image.shape[:2]
-    return np.array([[p.x * w, p.y * h] for p in res.multi_face_landmarks[0].landmark], dtype=np.float64)
+    return lm[:, :2].astype(np.float64) * [w, h]
 
 
 def crop_to_face(image: np.ndarray, lm: np.ndarray, size: tuple[int, int], face_fraction: float) -> np.ndarray:

@@ -4,7 +4,6 @@ sentences, with phone timings, restyled in pitch, rate and loudness by ffmpeg.""
 from __future__ import annotations
 
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path

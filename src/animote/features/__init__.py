@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .. import RecordingError
-from ..chunks import load_chunks
+from ..chunks import find_chunk, load_chunks
 from ..media import read_wav
 from ..store import read_store, write_store
 from .align import resample_to_frames
@@ -51,9 +51,7 @@ def features_chunk(chunk_dir: str | Path, chunk_id: str, spec: Mapping[str, Any]
     """Compute one backend's features for one chunk, aligned to its video frames, into a store."""
     if spec.get("offline", True):
         os.environ["HF_HUB_OFFLINE"] = "1"  # a missing model fails at once instead of trying the hub
-    chunk = next((c for c in load_chunks(chunk_dir) if c.chunk == chunk_id), None)
-    if chunk is None:
-        raise KeyError(f"chunk {chunk_id} not in {chunk_dir}")
+    chunk = find_chunk(chunk_dir, chunk_id)
     audio, sr = read_wav(chunk.audio)
     name = f"recording '{chunk.recording}' chunk {chunk.chunk}"
     if sr != 16000:
