@@ -205,6 +205,18 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     return data.mean(axis=1).astype(np.float32), int(sr)
 
 
+def _widen_pipe(fd: int, frame_bytes: int) -> None:
+    """Let the pipe hold a whole frame (Linux F_SETPIPE_SZ), so ffmpeg can finish writing one
+    while Python is busy; the default 64 KB makes decoder and consumer take turns."""
+    try:
+        import fcntl
+
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        fcntl.fcntl(fd, 1031, min(limit, max(frame_bytes, 65536)))  # 1031: F_SETPIPE_SZ
+    except (ImportError, OSError, ValueError):
+        pass  # not Linux, or not allowed: correct, only slower
+
+
 def iter_frames(video: str | os.PathLike, start: int, count: int, info: ProbeInfo,
                 size: tuple[int, int] | None = None, threads: int = 1, prefetch: int = 4) -> Iterator[np.ndarray]:
     """Stream ``count`` RGB frames from frame ``start`` of a constant-frame-rate video.
@@ -227,6 +239,7 @@ def iter_frames(video: str | os.PathLike, start: int, count: int, info: ProbeInf
     cmd += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = w * h * 3
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    _widen_pipe(proc.stdout.fileno(), frame_bytes)
     frames: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
     stop = threading.Event()
 
