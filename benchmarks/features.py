@@ -94,8 +94,7 @@ def main() -> None:
         for name, spec in specs.items():
             backend = make_backend(spec)
             t = time.perf_counter()
-            if hasattr(backend, "load"):
-                backend.load()
+            backend.load()
             load = time.perf_counter() - t
             backend.compute(audio[: SR])  # warm-up
             t = time.perf_counter()

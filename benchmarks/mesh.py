@@ -24,28 +24,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+import workspace  # benchmarks/workspace.py (run as a script, its folder is on the path)
 
-REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
 def workflow(wd: Path, width: int, height: int, duration: float, repeat: int, chunk_s: float) -> None:
-    (wd / "config").mkdir(parents=True)
-    shutil.copy(REPO / "config" / "config.yaml", wd / "config" / "config.yaml")
-    (wd / "config" / "recordings.tsv").write_text("id\tpath\tneutral\ndemo\tresults/demo/demo.mp4\t\n")
-    (wd / "b.yaml").write_text(yaml.safe_dump({"demo": {"width": width, "height": height, "duration_s": duration},
-                                               "chunks": {"length_s": chunk_s, "min_length_s": 1,
-                                                          "export_video": False}}))
-    snk = [str(Path(PY).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", "b.yaml",
-           "--cores", "2", "--quiet", "all"]
-    subprocess.run(snk[:1] + ["results/demo/demo.mp4"] + snk[1:], cwd=wd, check=True)
+    workspace.make(wd, {"demo": {"width": width, "height": height, "duration_s": duration},
+                        "chunks": {"length_s": chunk_s, "min_length_s": 1, "export_video": False}})
+    workspace.snakemake(wd, "results/demo/demo.mp4")
     if repeat > 1:
-        (wd / "list.txt").write_text("file 'results/demo/demo.mp4'\n" * repeat)
-        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "concat", "-safe", "0", "-i", "list.txt",
-                        "-c", "copy", "long.mp4"], cwd=wd, check=True)
-        (wd / "config" / "recordings.tsv").write_text("id\tpath\tneutral\ndemo\tlong.mp4\t\n")
-    subprocess.run(snk[:1] + ["results/demo/chunks"] + snk[1:], cwd=wd, check=True)
+        workspace.join_demo(wd, repeat)
+    workspace.snakemake(wd, "results/demo/chunks")
 
 
 WORKER = r"""
@@ -64,7 +54,7 @@ mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1).close(
 cfg = load(wd / "config/config.yaml")
 params = TrackParams.from_config(cfg)
 chunk = load_chunks(wd / "results/demo/chunks")[0]
-info = ProbeInfo.from_json((wd / "results/demo/probe.json").read_text())
+info = ProbeInfo.load(wd / "results/demo/probe.json")
 out = {}
 if mode.startswith("bare"):
     size = decode_size(info.width, info.height, params.max_side)

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
+import workspace  # benchmarks/workspace.py (run as a script, its folder is on the path)
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ["demo_recording", "probe", "remove_claps", "split_chunks"]  # demo_recording: the synthesis alone
 
 
@@ -37,27 +34,16 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the scratch folder and print its path")
     args = ap.parse_args()
 
-    wd = Path(tempfile.mkdtemp(prefix="animote-bench-"))
-    (wd / "config").mkdir()
-    shutil.copy(REPO / "config" / "config.yaml", wd / "config" / "config.yaml")
-    (wd / "config" / "recordings.tsv").write_text("id\tpath\tneutral\ndemo\tresults/demo/demo.mp4\t\n")
     demo = {k: v for k, v in (("width", args.width), ("height", args.height), ("duration_s", args.duration)) if v}
-    (wd / "bench.yaml").write_text(yaml.safe_dump({"demo": demo}))
-    def snakemake(*targets: str) -> None:
-        subprocess.run([str(Path(sys.executable).parent / "snakemake"), *targets, "-s", str(REPO / "Snakefile"),
-                        "--configfile", "bench.yaml", "--cores", str(args.cores), "--quiet", "all"],
-                       cwd=wd, check=True)
+    wd = workspace.make(Path(tempfile.mkdtemp(prefix="animote-bench-")) / "wf", {"demo": demo})
 
     t0 = time.perf_counter()
-    snakemake("results/demo/demo.mp4")
+    workspace.snakemake(wd, "results/demo/demo.mp4", cores=args.cores)
     t1 = time.perf_counter()
     if args.repeat > 1:
-        (wd / "list.txt").write_text("file 'results/demo/demo.mp4'\n" * args.repeat)
-        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "concat", "-safe", "0", "-i", "list.txt",
-                        "-c", "copy", "long.mp4"], cwd=wd, check=True)
-        (wd / "config" / "recordings.tsv").write_text("id\tpath\tneutral\ndemo\tlong.mp4\t\n")
+        workspace.join_demo(wd, args.repeat)
         t1 = time.perf_counter()
-    snakemake()
+    workspace.snakemake(wd, "results/report/preprocess.tsv", cores=args.cores)
     t2 = time.perf_counter()
 
     report = pd.read_csv(wd / "results/report/preprocess.tsv", sep="\t").iloc[0]
@@ -80,7 +66,7 @@ def main() -> None:
     if args.keep:
         print("kept:", wd)
     else:
-        shutil.rmtree(wd)
+        shutil.rmtree(wd.parent)
 
 
 if __name__ == "__main__":

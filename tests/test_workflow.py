@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import BIN, REPO, ffmpeg, make_index_video, snakemake, workspace
 
 from animote.chunks import load_chunks
 from animote.demo import load_truth
 from animote.media import ProbeInfo, frame_to_sample, read_wav
-from helpers import BIN, REPO, ffmpeg, make_index_video, snakemake, workspace
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +20,7 @@ def _truth(wd):
 
 
 def test_demo_recording_is_a_phone_like_mp4(demo_run):
-    info = ProbeInfo.from_json((demo_run / "results/demo/probe.json").read_text())
+    info = ProbeInfo.load(demo_run / "results/demo/probe.json")
     truth, events = _truth(demo_run)
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")
     assert info.fps == 30 and info.audio_rate == 48000
@@ -31,7 +31,7 @@ def test_demo_recording_is_a_phone_like_mp4(demo_run):
 
 def test_frame_accounting(demo_run):
     report = pd.read_csv(demo_run / "results/report/preprocess.tsv", sep="\t").set_index("recording")
-    info = ProbeInfo.from_json((demo_run / "results/demo/probe.json").read_text())
+    info = ProbeInfo.load(demo_run / "results/demo/probe.json")
     cuts = pd.read_csv(demo_run / "results/demo/claps.tsv", sep="\t")
     chunks = load_chunks(demo_run / "results/demo/chunks")
     in_chunks = np.concatenate([c.raw_frames for c in chunks])
@@ -167,7 +167,7 @@ def test_default_demo_through_chunking(tmp_path):
     """The embedded demo as a new user gets it: over 3 minutes, three styles, every clap found."""
     wd = workspace(tmp_path, {})
     snakemake(wd)
-    info = ProbeInfo.from_json((wd / "results/demo/probe.json").read_text())
+    info = ProbeInfo.load(wd / "results/demo/probe.json")
     truth, events = _truth(wd)
     assert info.duration_s >= 180 and info.fps == 30
     assert (info.video_codec, info.audio_codec) == ("h264", "aac")

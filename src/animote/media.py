@@ -59,6 +59,11 @@ class ProbeInfo:
     def from_json(cls, text: str) -> "ProbeInfo":
         return cls(**json.loads(text))
 
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ProbeInfo":
+        """Read a ``probe.json`` written by the probe stage."""
+        return cls.from_json(Path(path).read_text())
+
 
 def _run(cmd: list[str], recording: str, what: str) -> subprocess.CompletedProcess:
     try:

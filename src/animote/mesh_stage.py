@@ -12,8 +12,17 @@ import pandas as pd
 from . import RecordingError
 from .chunks import find_chunk, iter_chunk_frames, load_chunks
 from .media import ProbeInfo, frame_to_sample, iter_frames, read_wav
-from .mesh import (NeutralParams, TrackParams, decode_size, landmarks_of_image, lip_gap, neutral_from_frames, remove_pose,
-                   to_isotropic, track_frames)
+from .mesh import (
+    NeutralParams,
+    TrackParams,
+    decode_size,
+    landmarks_of_image,
+    lip_gap,
+    neutral_from_frames,
+    remove_pose,
+    to_isotropic,
+    track_frames,
+)
 from .store import read_store, write_store
 from .util import atomic_path
 
@@ -26,7 +35,7 @@ def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out
     import mediapipe
 
     chunk = find_chunk(chunk_dir, chunk_id)
-    info = ProbeInfo.from_json(Path(probe_json).read_text())
+    info = ProbeInfo.load(probe_json)
     size = decode_size(info.width, info.height, params.max_side)
     name = f"recording '{chunk.recording}' chunk {chunk.chunk}"
     frames = iter_chunk_frames(chunk, info, size=size, threads=params.decode_threads)
@@ -141,7 +150,7 @@ def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral
     df = pd.DataFrame(rows)
     with atomic_path(out_tsv) as tmp:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
-    info = ProbeInfo.from_json(Path(probe_json).read_text())
+    info = ProbeInfo.load(probe_json)
     neutral, n_attrs = read_store(neutral_store, "neutral")
     chunks = {c.chunk: c for c in load_chunks(chunk_dir)}
     frame, lm = np.zeros((info.height, info.width, 3), np.uint8), None

@@ -7,6 +7,7 @@ scripts call exactly one of these.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -17,7 +18,14 @@ from . import RecordingError
 from .chunks import export_chunk_video, load_chunks, write_chunks
 from .claps import detect_claps, plan_cuts, splice_audio
 from .config import ChunkParams, ClapParams, VideoParams
-from .media import ProbeInfo, extract_audio, normalise_frame_rate, probe, read_wav, write_wav
+from .media import (
+    ProbeInfo,
+    extract_audio,
+    normalise_frame_rate,
+    probe,
+    read_wav,
+    write_wav,
+)
 from .util import atomic_path
 
 log = logging.getLogger(__name__)
@@ -38,10 +46,10 @@ def prepare_recording(src: str | Path, recording: str, probe_json: str | Path, v
         log.warning("recording '%s': %s; re-encoding at a constant %s fps", recording, why, target)
         normalise_frame_rate(src, video_out, target, video.normalise_crf, recording)
         info = probe(video_out, recording, video.vfr_tolerance)
-    else:
+    else:  # already constant-rate: link it, and the probe still holds (one packet scan is enough)
         with atomic_path(video_out) as tmp:
             os.symlink(Path(src).resolve(), tmp)
-        info = probe(video_out, recording, video.vfr_tolerance)
+        info = dataclasses.replace(info, path=str(video_out))
     audio = extract_audio(video_out, info, sample_rate, recording)
     write_wav(audio_out, audio, sample_rate)
     with atomic_path(probe_json) as tmp:
@@ -53,7 +61,7 @@ def remove_claps(probe_json: str | Path, audio_wav: str | Path, recording: str, 
                  cuts_out: str | Path, kept_out: str | Path, clean_out: str | Path) -> pd.DataFrame:
     """Find claps, plan whole-frame cuts, and write the cut table, the kept segments and the
     cleaned audio. Returns the cut table."""
-    info = ProbeInfo.from_json(Path(probe_json).read_text())
+    info = ProbeInfo.load(probe_json)
     audio, sr = read_wav(audio_wav)
     times = detect_claps(audio, sr, params)
     cuts, kept = plan_cuts(times, info.n_frames, info.fps, params, recording)
@@ -69,7 +77,7 @@ def remove_claps(probe_json: str | Path, audio_wav: str | Path, recording: str, 
 def split_chunks(probe_json: str | Path, video: str | Path, clean_wav: str | Path, kept_tsv: str | Path,
                  recording: str, params: ChunkParams, out_dir: str | Path) -> pd.DataFrame:
     """Write the recording's chunk folder (wavs, manifest, optional mp4s) atomically."""
-    info = ProbeInfo.from_json(Path(probe_json).read_text())
+    info = ProbeInfo.load(probe_json)
     audio, sr = read_wav(clean_wav)
     kept = pd.read_csv(kept_tsv, sep="\t")
     out_dir = Path(out_dir)
@@ -86,7 +94,7 @@ def frame_accounting(recordings: list[str], probe_jsons: list, cut_tsvs: list, c
     """One row per recording: raw frames = frames in chunks + frames cut, checked and written."""
     rows = []
     for rec, pj, ct, cd in zip(recordings, probe_jsons, cut_tsvs, chunk_dirs):
-        info = ProbeInfo.from_json(Path(pj).read_text())
+        info = ProbeInfo.load(pj)
         cuts = pd.read_csv(ct, sep="\t")
         chunks = load_chunks(cd)
         in_chunks = sum(c.n_frames for c in chunks)

@@ -98,10 +98,20 @@ def _resolve_hf(model: str, revision: str, offline: bool) -> tuple[str, bool]:
 
 
 class Backend:
-    """Interface: ``compute(audio) -> Features``; ``attrs`` describe it for the cache."""
+    """Interface: ``compute(audio) -> Features``; ``attrs`` describe it for the cache. A backend
+    with a model loads it once (``load``, also called by the first ``compute``) and keeps it."""
 
     def __init__(self, spec: Mapping[str, Any]):
         self.spec = dict(spec)
+        self._loaded = None
+
+    def load(self):
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded
+
+    def _load(self):
+        return ()  # nothing to load
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -171,13 +181,18 @@ class Whisper(Backend):
 
         return snapshot_download(model)
 
-    def compute(self, audio: np.ndarray) -> Features:
+    def _load(self):
         import ctranslate2
         from transformers import WhisperFeatureExtractor
 
         model = ctranslate2.models.Whisper(self._model_path(), device="cpu" if _device(self.spec) == "cpu" else "cuda",
                                            intra_threads=int(self.spec.get("threads", 1)))
-        extractor = WhisperFeatureExtractor(feature_size=model.n_mels)
+        return model, WhisperFeatureExtractor(feature_size=model.n_mels)
+
+    def compute(self, audio: np.ndarray) -> Features:
+        import ctranslate2
+
+        model, extractor = self.load()
         win = int(self.WINDOW_S * SAMPLE_RATE)
         outs = []
         for start in range(0, max(1, len(audio)), win):
@@ -200,19 +215,15 @@ class Wav2Vec2(Backend):
     RATE = 50.0
     emotion = False
 
-    def load(self):
-        """Load the model once (kept for later ``compute`` calls)."""
-        if getattr(self, "_loaded", None) is None:
-            self._loaded = self._load()
-        return self._loaded
-
     def _load(self):
         model_ref, local_only = _resolve_hf(self.spec["model"], self.spec.get("revision", "main"),
                                             self.spec.get("offline", True))
         import torch
-        from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
-
-        from transformers import Wav2Vec2Model
+        from transformers import (
+            AutoFeatureExtractor,
+            Wav2Vec2FeatureExtractor,
+            Wav2Vec2Model,
+        )
 
         cls = emotion_model_class() if self.emotion else Wav2Vec2Model
         kwargs = {"revision": self.spec.get("revision", "main"), "local_files_only": local_only}
