@@ -1,6 +1,6 @@
 # animote: from recordings of a person speaking to a trained audio-to-mesh model.
 # Stages, in order: the demo recording, preprocessing (probe, clap removal, chunks),
-# face meshes, audio features.
+# face meshes, audio features, the dataset and training per sweep experiment (MLflow).
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -14,6 +14,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/mesh.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

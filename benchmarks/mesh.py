@@ -48,7 +48,7 @@ from animote.chunks import load_chunks, iter_chunk_frames
 from animote.config import load
 from animote.media import ProbeInfo
 from animote.mesh import TrackParams, decode_size
-from animote.mesh_stage import mesh_chunk
+from animote.stages.mesh import mesh_chunk
 import mediapipe as mp, zarr  # imported and loaded before timing: one-off costs per job, not per frame
 mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1).close()
 cfg = load(wd / "config/config.yaml")

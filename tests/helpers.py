@@ -83,4 +83,20 @@ def snakemake(workdir: Path, *args: str, check: bool = True, configs: tuple[str,
 SHORT_DEMO = {
     "demo": {"duration_s": 45, "width": 256, "height": 256, "n_claps": 5},
     "chunks": {"length_s": 10, "min_length_s": 4, "export_video": False},
+    # A few epochs, one thread per job, so that two training jobs run side by side on 2 cores.
+    "train": {"epochs": 3, "threads": 1},
 }
+
+
+def scheduled(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's "Job stats" table."""
+    rules, in_table = {}, False
+    for line in (proc.stdout + proc.stderr).splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+        elif in_table and parts and parts[0] == "total":
+            break
+        elif in_table and len(parts) == 2 and parts[1].isdigit():
+            rules[parts[0]] = int(parts[1])
+    return rules

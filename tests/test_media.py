@@ -4,7 +4,7 @@ import pytest
 from animote import RecordingError
 from animote.config import VideoParams
 from animote.media import extract_audio, iter_frames, probe
-from animote.preprocess import prepare_recording
+from animote.stages.preprocess import prepare_recording
 from animote.util import atomic_path
 from helpers import ffmpeg, make_index_video, read_index
 

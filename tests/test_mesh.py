@@ -11,7 +11,7 @@ from skimage import data as skdata
 from animote import RecordingError
 from animote.chunks import load_chunks
 from animote.mesh import STABLE, NeutralParams, TrackParams, apply, neutral_from_frames, remove_pose, track_frames, umeyama
-from animote.mesh_stage import mesh_chunk, neutral_mesh
+from animote.stages.mesh import mesh_chunk, neutral_mesh
 from animote.store import read_store
 
 PARAMS = TrackParams(max_side=640, max_faces=2, min_detection_confidence=0.5, min_tracking_confidence=0.5,

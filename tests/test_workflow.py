@@ -1,12 +1,13 @@
 """End-to-end: the workflow on a short demo through chunking, and on bad inputs."""
 
+import json
 import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers import BIN, REPO, ffmpeg, make_index_video, snakemake, workspace
+from helpers import BIN, REPO, ffmpeg, make_index_video, scheduled, snakemake, workspace
 
 from animote.chunks import load_chunks
 from animote.demo import load_truth
@@ -95,16 +96,10 @@ def test_lint_passes():
 
 def _scheduled(proc):
     """Rules in the dry run's "Job stats" table."""
-    rules, in_table = set(), False
-    for line in (proc.stdout + proc.stderr).splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            in_table = True
-        elif in_table and parts and parts[0] == "total":
-            break
-        elif in_table and len(parts) == 2 and parts[1].isdigit():
-            rules.add(parts[0])
-    return rules
+    return set(scheduled(proc))
+
+
+TRAINING = ("dataset", "train", "sweep_summary")  # downstream of every mesh and feature
 
 
 def test_config_edit_reruns_only_stale_stages(demo_run):
@@ -113,17 +108,17 @@ def test_config_edit_reruns_only_stale_stages(demo_run):
     # Jobs per chunk after the checkpoint are known once it has rerun; the dry run lists the rest.
     after_claps = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "claps.yaml")))
     assert after_claps == {"remove_claps", "split_chunks", "preprocess_report", "neutral_mesh", "mesh_report",
-                           "features_report", "all"}
+                           "features_report", *TRAINING, "all"}
     (demo_run / "chunks.yaml").write_text("chunks:\n  length_s: 12\n")
     after_chunks = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "chunks.yaml")))
     assert after_chunks == {"split_chunks", "preprocess_report", "neutral_mesh", "mesh_report", "features_report",
-                            "all"}
+                            *TRAINING, "all"}
     (demo_run / "track.yaml").write_text("mesh:\n  tracking:\n    max_faces: 1\n")
     after_track = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "track.yaml")))
-    assert after_track == {"face_mesh", "neutral_mesh", "align_mesh", "mesh_report", "all"}
+    assert after_track == {"face_mesh", "neutral_mesh", "align_mesh", "mesh_report", *TRAINING, "all"}
     (demo_run / "neutral.yaml").write_text("mesh:\n  neutral:\n    silence_quantile: 0.3\n")
     after_neutral = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "neutral.yaml")))
-    assert after_neutral == {"neutral_mesh", "align_mesh", "mesh_report", "all"}
+    assert after_neutral == {"neutral_mesh", "align_mesh", "mesh_report", *TRAINING, "all"}
 
 
 def test_bad_recordings_fail_clearly_and_leave_nothing_finished(tmp_path):
@@ -163,10 +158,16 @@ def _median_f0(audio, sr, sentences, frame_s=0.04):
     return float(np.median(f0))
 
 
-def test_default_demo_through_chunking(tmp_path):
-    """The embedded demo as a new user gets it: over 3 minutes, three styles, every clap found."""
+def test_default_demo_end_to_end(tmp_path):
+    """The embedded demo as a new user gets it: over 3 minutes, three styles, every clap found;
+    and the default experiment (baseline) trained on it beats the mean offset clearly."""
     wd = workspace(tmp_path, {})
-    snakemake(wd)
+    targets = ["results/report/preprocess.tsv", "results/demo/features.tsv", "results/demo/mesh_summary.tsv",
+               "results/train/default/baseline/run.json"]  # the other experiments are the short demo's tests
+    snakemake(wd, *targets)
+    run = json.loads((wd / "results/train/default/baseline/run.json").read_text())
+    assert run["best"]["val_loss"] < 0.6 * run["val_mean_offset"]["loss"], run
+    assert run["best"]["val_r2"] > 0.3, run
     info = ProbeInfo.load(wd / "results/demo/probe.json")
     truth, events = _truth(wd)
     assert info.duration_s >= 180 and info.fps == 30
@@ -280,8 +281,8 @@ def test_switching_backends_reruns_only_their_jobs_and_reuses_caches(demo_run):
     stamps = {p: p.stat().st_mtime_ns for p in whisper.rglob("zarr.json")}
     (demo_run / "logmel.yaml").write_text("features:\n  phonetic: logmel\n")
     planned = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "logmel.yaml")))
-    assert planned == {"audio_features", "features_report", "all"}
-    snakemake(demo_run, configs=("test.yaml", "logmel.yaml"))
+    assert planned == {"audio_features", "features_report", *TRAINING, "all"}
+    snakemake(demo_run, "results/demo/features.tsv", configs=("test.yaml", "logmel.yaml"))
     # Log-mel energy follows the true mouth opening, best at lag 0: the features are aligned.
     truth, _ = _truth(demo_run)
     energy, mouth = [], []
@@ -302,21 +303,24 @@ def test_dual_wav2vec2_from_local_folders(demo_run, tiny_models):
         "backends": {"wav2vec2": {"model": str(tiny_models / "w2v")},
                      "wav2vec2-emotion": {"model": str(tiny_models / "emotion"), "layer": 1}}}}))
     planned = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "w2v.yaml")))
-    assert planned == {"audio_features", "features_report", "all"}
-    snakemake(demo_run, configs=("test.yaml", "w2v.yaml"))
+    assert planned == {"audio_features", "features_report", *TRAINING, "all"}
+    snakemake(demo_run, "results/demo/features.tsv", configs=("test.yaml", "w2v.yaml"))
     report = pd.read_csv(demo_run / "results/demo/features.tsv", sep="\t")
     keys = dict(zip(report.role, report.cache_key))
     assert keys["phonetic"].startswith("wav2vec2/") and keys["emotion"].startswith("wav2vec2-emotion/")
     assert keys["emotion"].endswith("layer1")
-    from animote.features import concat_features
-
     for (chunk, (p, pa)), (_, (e, ea)) in zip(_feature_stores(demo_run, keys["phonetic"]),
                                              _feature_stores(demo_run, keys["emotion"])):
         assert p["features"].shape == (chunk.n_frames, 32) and np.isfinite(p["features"]).all()
         assert e["adv"].shape[1] == 3 and ea["layer"] == 1 and pa["model"] == str(tiny_models / "w2v")
-        both = concat_features(demo_run / f"results/features/{keys['phonetic']}/demo/{chunk.chunk}.zarr",
-                               demo_run / f"results/features/{keys['emotion']}/demo/{chunk.chunk}.zarr")
-        assert both.shape == (chunk.n_frames, 64)
+    # The dataset joins both wav2vec2 roles: 32 + 32 input dimensions, per role kept apart.
+    snakemake(demo_run, "results/dataset/dataset.zarr", configs=("test.yaml", "w2v.yaml"))
+    from animote.dataset import Dataset
+
+    ds = Dataset(demo_run / "results/dataset/dataset.zarr")
+    assert {r: v["cache_key"] for r, v in ds.roles.items()} == keys
+    assert ds.sequences("train", ["phonetic", "emotion"]).inputs.shape[1] == 64
+    assert ds.sequences("train", ["emotion"]).inputs.shape[1] == 32
 
 
 def test_paper_config_without_weights_fails_fast_naming_the_model(demo_run, tmp_path):
@@ -330,13 +334,13 @@ def test_paper_config_without_weights_fails_fast_naming_the_model(demo_run, tmp_
                      check=False, env={"HF_HOME": str(tmp_path / "empty-hf-cache")})
     took = time.perf_counter() - t
     assert proc.returncode != 0
-    logs = [*(demo_run / "results/logs/audio_features").glob("wav2vec2/facebook--*/demo/*.log"),
-            *(demo_run / "results/logs/audio_features").glob("wav2vec2-emotion/audeering--*/demo/*.log")]
+    logs = [*(demo_run / "results/logs/audio_features").glob("wav2vec2/*960h*/demo/*.log"),
+            *(demo_run / "results/logs/audio_features").glob("wav2vec2-emotion/*msp-dim*/demo/*.log")]
     text = "\n".join(p.read_text() for p in logs)
     assert "wav2vec2-large-960h-lv60-self" in text or "emotion-msp-dim" in text
     assert "is not on this machine" in text and "local folder" in text
     assert "recording 'demo' chunk c0" in text
     features = demo_run / "results/features"
-    assert not list(features.glob("wav2vec2/facebook--*/demo/*.zarr"))
-    assert not list(features.glob("wav2vec2-emotion/audeering--*/demo/*.zarr"))
+    assert not list(features.glob("wav2vec2/*960h*/demo/*.zarr"))
+    assert not list(features.glob("wav2vec2-emotion/*msp-dim*/demo/*.zarr"))
     assert took < 60  # snakemake itself starts in seconds; the failing job takes under 5 s (test_features)

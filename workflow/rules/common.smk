@@ -1,13 +1,18 @@
+from types import SimpleNamespace
+
 import pandas as pd
 from snakemake.utils import validate
 
 from animote.features import active_specs
 from animote.recordings import load_sheet
+from animote.train import needs_gpu, sweep_experiments
 
 
 validate(config, schema="../../config/schema.yaml")
 RECORDINGS = load_sheet(config["recordings"])
 FEATURES = active_specs(config["features"])  # role -> (cache key, spec)
+SWEEP = config["sweep"]["name"]
+EXPERIMENTS = sweep_experiments(config)  # name -> full training config
 
 
 wildcard_constraints:
@@ -15,6 +20,8 @@ wildcard_constraints:
     chunk=r"c\d{3}",
     backend=r"[a-z0-9-]+",
     variant=r"[A-Za-z0-9_.+-]+",
+    sweep=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    exp=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def recording_source(wildcards):
@@ -34,6 +41,15 @@ def chunk_files(pattern):
         return expand(pattern, rec=wildcards.rec, chunk=chunk_ids(wildcards))
 
     return expand_chunks
+
+
+def all_chunk_files(pattern):
+    """Input function: ``pattern`` expanded over every chunk of every recording."""
+
+    def expand_all(wildcards):
+        return [path for rec in RECORDINGS.index for path in chunk_files(pattern)(SimpleNamespace(rec=rec))]
+
+    return expand_all
 
 
 def neutral_image(wildcards):
@@ -64,9 +80,22 @@ def feature_gpu(wildcards):
     return int(spec["type"].startswith("wav2vec2") and spec["device"] != "cpu")
 
 
+def feature_roles():
+    """What the dataset records of each feature role: its cache key and backend spec."""
+    return {role: {"cache_key": key, "spec": spec} for role, (key, spec) in FEATURES.items()}
+
+
+def experiment_config(wildcards):
+    return EXPERIMENTS[wildcards.exp]
+
+
+def experiment_gpu(wildcards):
+    return needs_gpu(EXPERIMENTS[wildcards.exp]["device"])
+
+
 def final_targets():
     return (
-        ["results/report/preprocess.tsv"]
+        ["results/report/preprocess.tsv", f"results/train/{SWEEP}/sweep.tsv"]
         + expand("results/{rec}/mesh_{what}", rec=RECORDINGS.index, what=["summary.tsv", "preview.png"])
         + expand("results/{rec}/features.tsv", rec=RECORDINGS.index)
     )

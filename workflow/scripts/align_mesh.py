@@ -1,4 +1,4 @@
-from animote.mesh_stage import align_chunk
+from animote.stages.mesh import align_chunk
 from animote.util import logged
 
 with logged(snakemake.log[0]):

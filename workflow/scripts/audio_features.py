@@ -1,4 +1,4 @@
-from animote.features import features_chunk
+from animote.stages.features import features_chunk
 from animote.util import logged
 
 with logged(snakemake.log[0]):

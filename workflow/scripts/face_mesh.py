@@ -1,5 +1,5 @@
 from animote.mesh import TrackParams
-from animote.mesh_stage import mesh_chunk
+from animote.stages.mesh import mesh_chunk
 from animote.util import logged
 
 with logged(snakemake.log[0]):

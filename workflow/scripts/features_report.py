@@ -1,4 +1,4 @@
-from animote.features import features_report
+from animote.stages.features import features_report
 from animote.util import logged
 
 with logged(snakemake.log[0]):

@@ -1,4 +1,4 @@
-from animote.mesh_stage import mesh_report
+from animote.stages.mesh import mesh_report
 from animote.util import logged
 
 with logged(snakemake.log[0]):

@@ -1,5 +1,5 @@
 from animote.mesh import NeutralParams
-from animote.mesh_stage import neutral_mesh
+from animote.stages.mesh import neutral_mesh
 from animote.util import logged
 
 with logged(snakemake.log[0]):

@@ -1,4 +1,4 @@
-from animote.preprocess import frame_accounting
+from animote.stages.preprocess import frame_accounting
 from animote.util import logged
 
 with logged(snakemake.log[0]):

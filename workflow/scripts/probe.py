@@ -1,5 +1,5 @@
 from animote.config import VideoParams
-from animote.preprocess import prepare_recording
+from animote.stages.preprocess import prepare_recording
 from animote.util import logged
 
 with logged(snakemake.log[0]):

@@ -1,5 +1,5 @@
 from animote.config import ClapParams
-from animote.preprocess import remove_claps
+from animote.stages.preprocess import remove_claps
 from animote.util import logged
 
 with logged(snakemake.log[0]):

@@ -1,5 +1,5 @@
 from animote.config import ChunkParams
-from animote.preprocess import split_chunks
+from animote.stages.preprocess import split_chunks
 from animote.util import logged
 
 with logged(snakemake.log[0]):

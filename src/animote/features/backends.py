@@ -73,9 +73,26 @@ def _device(spec: Mapping[str, Any]) -> str:
     return want
 
 
+# Hub ids of the seed's models, by the folder name resources/README.md downloads them to.
+KNOWN_MODELS = {"wav2vec2-large-960h-lv60-self": "facebook/wav2vec2-large-960h-lv60-self",
+                "wav2vec2-large-robust-12-ft-emotion-msp-dim": "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"}
+
+
+def _looks_local(model: str) -> bool:
+    """A path rather than a hub id (``owner/name``): absolute, relative with ./ or ../, or deeper."""
+    return model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
+
+
 def _resolve_hf(model: str, revision: str, offline: bool) -> tuple[str, bool]:
     """(what to pass to from_pretrained, local_files_only). Fails fast, before torch is imported,
     when the weights cannot be had."""
+    if _looks_local(model) and not Path(model).expanduser().is_dir():
+        name = Path(model).name
+        hub = KNOWN_MODELS.get(name, f"<hub id of {name}>")
+        raise ModelUnavailable(
+            f"model '{model}' is not on this machine: there is no such local folder. Download it where the "
+            f"Hugging Face hub is reachable (`hf download {hub} --local-dir {model}`; resources/README.md) "
+            f"and copy the folder here, or set the backend's model to the folder where it is.")
     if Path(model).expanduser().is_dir():
         path = Path(model).expanduser()
         if not (path / "config.json").exists():

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import RecordingError
-from .chunks import export_chunk_video, load_chunks, write_chunks
-from .claps import detect_claps, plan_cuts, splice_audio
-from .config import ChunkParams, ClapParams, VideoParams
-from .media import (
+from .. import RecordingError
+from ..chunks import export_chunk_video, load_chunks, write_chunks
+from ..claps import detect_claps, plan_cuts, splice_audio
+from ..config import ChunkParams, ClapParams, VideoParams
+from ..media import (
     ProbeInfo,
     extract_audio,
     normalise_frame_rate,
@@ -26,7 +26,7 @@ from .media import (
     read_wav,
     write_wav,
 )
-from .util import atomic_path
+from ..util import atomic_path
 
 log = logging.getLogger(__name__)
 

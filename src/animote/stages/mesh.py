@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from . import RecordingError
-from .chunks import find_chunk, iter_chunk_frames, load_chunks
-from .media import ProbeInfo, frame_to_sample, iter_frames, read_wav
-from .mesh import (
+from .. import RecordingError
+from ..chunks import find_chunk, iter_chunk_frames, load_chunks
+from ..media import ProbeInfo, frame_to_sample, iter_frames, read_wav
+from ..mesh import (
     NeutralParams,
     TrackParams,
     decode_size,
@@ -23,8 +23,8 @@ from .mesh import (
     to_isotropic,
     track_frames,
 )
-from .store import read_store, write_store
-from .util import atomic_path
+from ..store import read_store, write_store
+from ..util import atomic_path
 
 log = logging.getLogger(__name__)
 

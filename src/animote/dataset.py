@@ -1,0 +1,319 @@
+"""The training dataset: whole chunk sequences, masks, a split by chunk, normalisation, and the
+fixed-length windows the loader cuts from them.
+
+One module owns the format. A dataset is a Zarr (v3) store::
+
+    dataset.zarr/
+      chunks/<recording>/<chunk>/phonetic   float32 (T, D_phonetic)   one array per feature role
+      chunks/<recording>/<chunk>/emotion    float32 (T, D_emotion)
+      chunks/<recording>/<chunk>/offsets    float32 (T, 468, 3)  aligned mesh - neutral mesh (0 where masked)
+      chunks/<recording>/<chunk>/mask       bool (T,)            a face was found; False frames are kept, never
+                                                                 deleted, and excluded from every loss and metric
+      neutral/<recording>                   float32 (468, 3)     the recording's neutral mesh
+      norm/<role>_mean, norm/<role>_std     float32 (D_role,)    inputs, from the training split only
+      norm/offset_mean                      float32 (468, 3)     targets, from the training split's masked frames
+      norm/offset_scale                     float32 ()           one RMS for every coordinate (see normalise_targets)
+    attrs: hash, fps, roles {role: {cache_key, spec, dim}}, chunks [{recording, chunk, split, frames, faces}],
+           split parameters, format version
+
+Windows (the seed's pad_or_truncate) are cut when the data is loaded, so a change of window
+length or stride does not rebuild the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    train: float  # share of chunks for training
+    validation: float  # ... for choosing the checkpoint
+    test: float  # ... held out for evaluation
+    seed: int  # the split is a deterministic function of this and the chunk names
+    test_recordings: tuple[str, ...] = ()  # whole recordings held out as test (cross-recording generalisation)
+
+    @classmethod
+    def from_config(cls, dataset: Mapping[str, Any]) -> "SplitParams":
+        s = dataset["split"]
+        return cls(float(s["train"]), float(s["validation"]), float(s["test"]), int(dataset["seed"]),
+                   tuple(dataset["test_recordings"]))
+
+
+def assign_splits(chunks: Sequence[tuple[str, str]], params: SplitParams) -> dict[tuple[str, str], str]:
+    """Split (recording, chunk) pairs into train / validation / test by whole chunks.
+
+    Chunks of ``test_recordings`` are all test. The others are shuffled by ``seed`` (the order
+    of ``chunks`` does not matter) and cut by the ratios; with three or more chunks, validation
+    and test each get at least one and training keeps at least one."""
+    total = params.train + params.validation + params.test
+    if total <= 0:
+        raise ValueError("dataset.split ratios sum to zero")
+    held = set(params.test_recordings)
+    out = {c: "test" for c in chunks if c[0] in held}
+    rest = sorted(c for c in chunks if c[0] not in held)
+    rng = np.random.default_rng(params.seed)
+    rest = [rest[i] for i in rng.permutation(len(rest))]
+    n = len(rest)
+    n_val = int(round(n * params.validation / total))
+    n_test = int(round(n * params.test / total))
+    if n >= 3:
+        n_val = max(n_val, 1 if params.validation > 0 else 0)
+        n_test = max(n_test, 1 if params.test > 0 and not held else n_test)
+        while n_val + n_test > n - 1:
+            if n_test >= n_val and n_test > 0:
+                n_test -= 1
+            else:
+                n_val -= 1
+    for i, c in enumerate(rest):
+        out[c] = "validation" if i < n_val else "test" if i < n_val + n_test else "train"
+    return out
+
+
+def offsets_and_mask(aligned: np.ndarray, face_found: np.ndarray, neutral: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Targets of one chunk: aligned mesh - neutral mesh (T, 468, 3), 0 where no face; and the mask."""
+    mask = np.asarray(face_found, bool) & np.isfinite(aligned).all(axis=(1, 2))
+    offsets = np.where(mask[:, None, None], aligned - neutral[None], 0.0).astype(np.float32)
+    return offsets, mask
+
+
+def input_stats(arrays: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation over every frame (float64 sums; std floored so a
+    constant dimension does not divide by zero)."""
+    n, s, ss = 0, 0.0, 0.0
+    for a in arrays:
+        a = np.asarray(a, np.float64)
+        n += len(a)
+        s = s + a.sum(axis=0)
+        ss = ss + (a * a).sum(axis=0)
+    if n == 0:
+        raise ValueError("no training frames to compute normalisation statistics from")
+    mean = s / n
+    std = np.sqrt(np.maximum(ss / n - mean * mean, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def target_stats(offsets: Iterable[np.ndarray], masks: Iterable[np.ndarray]) -> tuple[np.ndarray, float]:
+    """Mean offset per coordinate (468, 3) over the masked-in frames, and one scale: the RMS of the
+    centred offsets over all coordinates. One scale, not one per coordinate: per-coordinate
+    z-scores would give the forehead's tracker jitter the weight of the lips' motion."""
+    n, s, ss = 0, 0.0, 0.0
+    for o, m in zip(offsets, masks):
+        o = np.asarray(o, np.float64)[np.asarray(m, bool)]
+        n += len(o)
+        s = s + o.sum(axis=0)
+        ss = ss + (o * o).sum(axis=0)
+    if n == 0:
+        raise ValueError("no training frame has a face: cannot compute the target normalisation")
+    mean = s / n
+    var = np.maximum(ss / n - mean * mean, 0.0)
+    return mean.astype(np.float32), float(max(np.sqrt(var.mean()), 1e-9))
+
+
+def content_hash(parts: Iterable[tuple[str, Any]]) -> str:
+    """sha256 over named parts: numpy arrays by dtype, shape and bytes, anything else as JSON."""
+    h = hashlib.sha256()
+    for name, value in parts:
+        h.update(name.encode())
+        if isinstance(value, np.ndarray):
+            h.update(f"{value.dtype}{value.shape}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        else:
+            h.update(json.dumps(value, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Sequences:
+    """The chunks of one split, concatenated: what the loader cuts windows from.
+
+    ``inputs`` (N, D) normalised, ``targets`` (N, 468, 3) normalised, ``mask`` (N,), and
+    ``bounds`` (chunks, 2): each chunk's [start, end) in the concatenation."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    mask: np.ndarray
+    bounds: np.ndarray
+    names: list[str]
+
+    @property
+    def frames(self) -> int:
+        return len(self.mask)
+
+
+def windows(bounds: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window starts and valid lengths over concatenated chunks (the seed's pad_or_truncate).
+
+    In each chunk, windows start every ``stride`` frames; a last window is added when needed so
+    every frame is in at least one; a chunk shorter than ``window`` gives one window, padded
+    (its padding is excluded from the loss). Windows never cross a chunk's end."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
+    starts, lengths = [], []
+    for a, b in np.asarray(bounds):
+        n = int(b - a)
+        if n <= 0:
+            continue
+        local = list(range(0, max(1, n - window + 1), stride))
+        if local[-1] + window < n:
+            local.append(n - window)
+        for s in local:
+            starts.append(int(a) + s)
+            lengths.append(min(window, n - s))
+    return np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
+
+
+def gather_windows(seq_inputs, seq_targets, seq_mask, starts, lengths, window: int):
+    """Cut windows out of concatenated sequences (numpy arrays or torch tensors on any device).
+
+    Returns inputs (B, W, D), targets (B, W, 468, 3), mask (B, W): frames past a window's valid
+    length repeat the chunk's last frame and are masked out."""
+    if hasattr(starts, "device"):  # torch
+        import torch
+
+        ar = torch.arange(window, device=starts.device)
+        idx = starts[:, None] + torch.minimum(ar[None, :], lengths[:, None] - 1)  # (B, W)
+        valid = ar[None, :] < lengths[:, None]
+    else:
+        ar = np.arange(window)
+        idx = starts[:, None] + np.minimum(ar[None, :], lengths[:, None] - 1)
+        valid = ar[None, :] < lengths[:, None]
+    return seq_inputs[idx], seq_targets[idx], seq_mask[idx] & valid
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+@dataclass
+class ChunkData:
+    recording: str
+    chunk: str
+    features: dict[str, np.ndarray]  # role -> (T, D_role) float32
+    offsets: np.ndarray  # (T, 468, 3)
+    mask: np.ndarray  # (T,)
+    split: str = "train"
+
+
+def write_dataset(path, chunks: Sequence[ChunkData], neutrals: Mapping[str, np.ndarray], roles: Mapping[str, dict],
+                  fps: float, split_params: SplitParams, built_from: str) -> dict:
+    """Write the dataset store atomically; normalisation from the training chunks only.
+    ``roles``: role -> {cache_key, spec, dim}. Returns the store's attributes."""
+    import zarr
+
+    from .util import atomic_path
+
+    train = [c for c in chunks if c.split == "train"]
+    if not train:
+        raise ValueError("the split leaves no chunk for training")
+    norm: dict[str, np.ndarray] = {}
+    for role in roles:
+        norm[f"{role}_mean"], norm[f"{role}_std"] = input_stats(c.features[role] for c in train)
+    offset_mean, scale = target_stats((c.offsets for c in train), (c.mask for c in train))
+    norm["offset_mean"], norm["offset_scale"] = offset_mean, np.float32(scale)
+    attrs = {
+        "format_version": FORMAT_VERSION, "hash": built_from, "fps": float(fps),
+        "roles": {r: dict(v) for r, v in roles.items()},
+        "split": {"train": split_params.train, "validation": split_params.validation, "test": split_params.test,
+                  "seed": split_params.seed, "test_recordings": list(split_params.test_recordings)},
+        "chunks": [{"recording": c.recording, "chunk": c.chunk, "split": c.split, "frames": int(len(c.mask)),
+                    "faces": int(c.mask.sum())} for c in chunks],
+        "offset_units": "isotropic (every axis / image width), neutral mesh frame, minus the neutral mesh",
+    }
+    with atomic_path(path) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        for c in chunks:
+            g = root.require_group(f"chunks/{c.recording}/{c.chunk}")
+            for role in roles:
+                g.create_array(role, data=np.asarray(c.features[role], np.float32))
+            g.create_array("offsets", data=c.offsets.astype(np.float32))
+            g.create_array("mask", data=c.mask.astype(bool))
+        for rec, n in neutrals.items():
+            root.require_group("neutral").create_array(rec, data=np.asarray(n, np.float32))
+        for name, value in norm.items():
+            root.require_group("norm").create_array(name, data=np.asarray(value, np.float32))
+        root.attrs.update(attrs)
+    return attrs
+
+
+class Dataset:
+    """A dataset store opened for reading: attributes, normalisation, neutral meshes, splits."""
+
+    def __init__(self, path):
+        import warnings
+
+        import zarr
+
+        self.path = str(path)
+        with warnings.catch_warnings():  # Snakemake leaves a timestamp file in directory outputs
+            warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+            self.root = zarr.open_group(self.path, mode="r")
+        self.attrs = dict(self.root.attrs)
+        if self.attrs.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{self.path} is not an animote dataset of format {FORMAT_VERSION}")
+        self.norm = {k: np.asarray(self.root["norm"][k][...]) for k in self.root["norm"].array_keys()}
+        self.neutral = {k: np.asarray(self.root["neutral"][k][...]) for k in self.root["neutral"].array_keys()}
+
+    @property
+    def hash(self) -> str:
+        return self.attrs["hash"]
+
+    @property
+    def fps(self) -> float:
+        return float(self.attrs["fps"])
+
+    @property
+    def roles(self) -> dict[str, dict]:
+        return self.attrs["roles"]
+
+    def chunk_names(self, split: str) -> list[tuple[str, str]]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}")
+        return [(c["recording"], c["chunk"]) for c in self.attrs["chunks"] if c["split"] == split]
+
+    def input_dim(self, roles: Sequence[str]) -> int:
+        return int(sum(self.roles[r]["dim"] for r in roles))
+
+    def normalise_inputs(self, features: Mapping[str, np.ndarray], roles: Sequence[str]) -> np.ndarray:
+        """(T, sum D) float32: each role's features z-scored by the training statistics, side by side."""
+        parts = [(np.asarray(features[r], np.float32) - self.norm[f"{r}_mean"]) / self.norm[f"{r}_std"] for r in roles]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def normalise_targets(self, offsets: np.ndarray) -> np.ndarray:
+        return ((offsets - self.norm["offset_mean"]) / self.norm["offset_scale"]).astype(np.float32)
+
+    def denormalise_targets(self, y: np.ndarray) -> np.ndarray:
+        return (y * self.norm["offset_scale"] + self.norm["offset_mean"]).astype(np.float32)
+
+    def read_chunk(self, recording: str, chunk: str, roles: Sequence[str]) -> ChunkData:
+        g = self.root["chunks"][recording][chunk]
+        split = next(c["split"] for c in self.attrs["chunks"] if (c["recording"], c["chunk"]) == (recording, chunk))
+        return ChunkData(recording, chunk, {r: g[r][...] for r in roles}, g["offsets"][...], g["mask"][...], split)
+
+    def sequences(self, split: str, roles: Sequence[str]) -> Sequences:
+        """Every chunk of ``split``, normalised and concatenated, for the loader."""
+        unknown = [r for r in roles if r not in self.roles]
+        if unknown:
+            raise ValueError(f"roles {unknown} are not in the dataset (it has {list(self.roles)})")
+        xs, ys, ms, bounds, names, at = [], [], [], [], [], 0
+        for rec, ch in self.chunk_names(split):
+            c = self.read_chunk(rec, ch, roles)
+            xs.append(self.normalise_inputs(c.features, roles))
+            ys.append(np.where(c.mask[:, None, None], self.normalise_targets(c.offsets), 0).astype(np.float32))
+            ms.append(c.mask)
+            bounds.append((at, at + len(c.mask)))
+            names.append(f"{rec}/{ch}")
+            at += len(c.mask)
+        if not xs:
+            dim = self.input_dim(roles)
+            return Sequences(np.zeros((0, dim), np.float32), np.zeros((0, 468, 3), np.float32),
+                             np.zeros(0, bool), np.zeros((0, 2), np.int64), [])
+        return Sequences(np.concatenate(xs), np.concatenate(ys), np.concatenate(ms),
+                         np.asarray(bounds, np.int64), names)

@@ -1,0 +1,96 @@
+"""Stage entry points of training: the tracking store, the sweep's parent run, one experiment's
+training job, and the sweep summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from .. import tracking
+from ..dataset import Dataset
+from ..render import loss_curves
+from ..train import TrainConfig, fit, flatten, save_checkpoint
+from ..util import atomic_path, git_commit
+
+log = logging.getLogger(__name__)
+
+
+def init_tracking(mlflow_config: Mapping[str, Any], out_json: str | Path) -> str:
+    """Create the tracking store and the experiment once, before any training job."""
+    return tracking.init_store(mlflow_config["tracking_uri"], mlflow_config["experiment"],
+                               mlflow_config["artifact_location"], out_json)
+
+
+def start_sweep(store_json: str | Path, sweep: str, out_json: str | Path) -> str:
+    """Open the sweep's parent run. Its experiments are not its parameters, so that adding or
+    editing one does not start a new parent run (and retrain the others)."""
+    return tracking.start_sweep(store_json, sweep, out_json)
+
+
+def train_experiment(dataset_store: str | Path, parent_json: str | Path, name: str, train_config: Mapping[str, Any],
+                     out_model: str | Path, out_run: str | Path, out_history: str | Path, out_plot: str | Path,
+                     progress: bool = True) -> dict:
+    """Train one experiment in its own MLflow child run; write the best checkpoint, the run id,
+    the per-epoch history and the loss plot. Returns the best epoch's metrics."""
+    cfg = TrainConfig.from_dict(train_config)
+    dataset = Dataset(dataset_store)
+    params = {**flatten(cfg.to_dict()), "dataset_hash": dataset.hash,
+              **{f"features.{r}": dataset.roles[r]["cache_key"] for r in cfg.roles}}
+    from .. import __version__
+
+    tags = {"animote.code_version": __version__, "animote.dataset_hash": dataset.hash}
+    if commit := git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    with tracking.ExperimentRun(parent_json, name, params, tags) as run:
+        result = fit(dataset, cfg, on_epoch=lambda row: run.log_epoch(row, step=int(row["epoch"])), progress=progress)
+        summary = {"best_epoch": result.best_epoch,
+                   **{f"best_{k}": v for k, v in result.best.items() if k != "epoch"},
+                   **{f"val_mean_offset_{k}": v for k, v in result.baseline.items()}}
+        run.log_epoch(summary, step=result.best_epoch)
+        run.set_tags({"animote.device": result.device, "animote.amp": result.amp_dtype or "off"})
+        save_checkpoint(out_model, result.model, cfg, dataset,
+                        {"experiment": name, "run_id": run.run_id, "best_epoch": result.best_epoch,
+                         "metrics": {k: float(v) for k, v in result.best.items()}})
+        with atomic_path(out_history) as tmp:
+            pd.DataFrame(result.history).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        loss_curves(result.history, out_plot, f"{name}: loss per epoch", result.baseline.get("loss"))
+        for path in (out_model, out_history, out_plot):
+            run.log_artifact(path)
+        info = {"run_id": run.run_id, "experiment": name, "parent_run_id": run.parent["run_id"],
+                "tracking_uri": run.parent["tracking_uri"], "experiment_id": run.parent["experiment_id"],
+                "best_epoch": result.best_epoch, "device": result.device, "amp": result.amp_dtype,
+                "best": result.best, "val_mean_offset": result.baseline}
+    with atomic_path(out_run) as tmp:
+        Path(tmp).write_text(json.dumps(info, indent=1))
+    log.info("experiment '%s': best epoch %d of %d, %s; mean-offset baseline: %s", name, result.best_epoch,
+             cfg.epochs, ", ".join(f"{k} {v:.4f}" for k, v in result.best.items() if k.startswith("val_")),
+             ", ".join(f"{k} {v:.4f}" for k, v in result.baseline.items()))
+    return summary
+
+
+def sweep_summary(parent_json: str | Path, names: Sequence[str], configs: Mapping[str, Mapping[str, Any]],
+                  runs: Sequence, histories: Sequence, out_tsv: str | Path) -> pd.DataFrame:
+    """One row per experiment (the seed's Fig 4.3 columns so far: learning rate, batch size, epochs,
+    heads, train and validation loss and R² at the best epoch); logged into the parent run, which
+    it closes."""
+    rows = []
+    for name, run_json, hist in zip(names, runs, histories):
+        info = json.loads(Path(run_json).read_text())
+        h = pd.read_csv(hist, sep="\t")
+        best = h.loc[h.epoch == info["best_epoch"]].iloc[0]
+        cfg = configs[name]
+        rows.append({"experiment": name, "lr": cfg["lr"], "batch_size": cfg["batch_size"], "epochs": cfg["epochs"],
+                     "heads": cfg["model"]["heads"], "roles": "+".join(cfg["roles"]),
+                     "best_epoch": info["best_epoch"],
+                     **{k: best.get(k) for k in ("train_loss", "val_loss", "train_r2", "val_r2") if k in best},
+                     "run_id": info["run_id"]})
+    df = pd.DataFrame(rows)
+    with atomic_path(out_tsv) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
+    summary = {f"{r['experiment']}.val_loss": r.get("val_loss") for r in rows}
+    tracking.finish_sweep(parent_json, list(names), summary, [out_tsv])
+    return df

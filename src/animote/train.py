@@ -1,0 +1,376 @@
+"""Training: the loss, the loop, and the checkpoint format (seed 4.2).
+
+Loss = masked MSE on the normalised offsets + ``temporal_weight`` x L1 on the difference of
+frame-to-frame changes (the seed's temporal coherence term, weight 0.1). Frames without a
+face (mask False) and window padding are excluded from both terms.
+
+The loop knows nothing of MLflow or files: it reports each epoch to a callback. The
+checkpoint (``save_checkpoint``) holds plain types and tensors only, so it loads with
+``torch.load(weights_only=True)`` and needs neither the workflow nor the dataset.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .dataset import Dataset, Sequences, gather_windows, windows
+from .model import AudioConditionedNetwork, ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "animote-checkpoint-1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One experiment: the config's ``train:`` section with the experiment's overrides applied.
+    No defaults here: config/config.yaml holds them, with the reasons."""
+
+    roles: tuple[str, ...]  # feature roles the model reads, concatenated in this order
+    epochs: int
+    batch_size: int  # windows per step
+    lr: float
+    weight_decay: float
+    window: int  # frames per training window (the seed's pad_or_truncate length)
+    stride: int  # frames between training window starts
+    temporal_weight: float  # lambda of the temporal coherence L1 (0 ablates it)
+    grad_clip: float  # max gradient norm (0: none)
+    seed: int
+    device: str  # auto | cpu | cuda
+    amp: bool  # mixed precision on CUDA (bfloat16 where supported, else float16 with loss scaling)
+    threads: int  # CPU threads for torch
+    model: dict = field(default_factory=dict)  # ModelConfig fields except input_dim
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown train config keys: {', '.join(sorted(unknown))}")
+        missing = names - set(data)
+        if missing:
+            raise ValueError(f"train config lacks: {', '.join(sorted(missing))}")
+        d = dict(data)
+        d["roles"] = tuple(d["roles"])
+        d["model"] = dict(d["model"])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["roles"] = list(self.roles)
+        return d
+
+
+def merge_experiment(train: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """An experiment's full training config: ``train`` with ``overrides`` (``model`` merged key by key)."""
+    out = copy.deepcopy(dict(train))
+    for k, v in (overrides or {}).items():
+        if k == "model":
+            out["model"] = {**out["model"], **v}
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"heads": 2}} -> {"model.heads": 2}; lists become comma-joined strings."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = ",".join(map(str, v))
+        else:
+            out[key] = v
+    return out
+
+
+def resolve_device(want: str) -> str:
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if want == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device here; use 'auto' or 'cpu'")
+    return want
+
+
+def needs_gpu(device: str) -> int:
+    """How many GPUs a training job asks the scheduler for: one unless the config pins the CPU."""
+    return 0 if device == "cpu" else 1
+
+
+# --- loss ------------------------------------------------------------------------------------
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, temporal_weight: float,
+                reduce: bool = True):
+    """pred, target (B, T, V, 3); mask (B, T) bool.
+
+    Returns (loss, parts) where parts holds the sums a caller needs to pool over batches:
+    squared error and its frame count, temporal L1 and its pair count. With ``reduce`` the loss
+    is the batch mean; masked frames contribute nothing to either term."""
+    m = mask.to(pred.dtype)  # (B, T)
+    per_frame = ((pred - target) ** 2).mean(dim=(2, 3))  # (B, T)
+    sq = (per_frame * m).sum()
+    n = m.sum()
+    pairs = m[:, 1:] * m[:, :-1]  # (B, T-1): both frames have a face
+    dp = pred[:, 1:] - pred[:, :-1]  # (B, T-1, V, 3)
+    dt = target[:, 1:] - target[:, :-1]
+    tl = ((dp - dt).abs().mean(dim=(2, 3)) * pairs).sum()
+    n_pairs = pairs.sum()
+    mse = sq / n.clamp(min=1)
+    temporal = tl / n_pairs.clamp(min=1)
+    loss = mse + temporal_weight * temporal
+    return loss, {"sq": sq.detach(), "n": n.detach(), "tl": tl.detach(), "pairs": n_pairs.detach()}
+
+
+class Pool:
+    """Pools loss parts and R² sums over batches (float64): loss = mse + lambda * temporal, and
+    R² = 1 - SSE / SST on the offsets, SST around the mean offset of the frames seen."""
+
+    def __init__(self, temporal_weight: float, n_coords: int):
+        self.w = temporal_weight
+        self.sq = self.n = self.tl = self.pairs = 0.0
+        self.sum_y = torch.zeros(n_coords, dtype=torch.float64)
+        self.sum_y2 = torch.zeros(n_coords, dtype=torch.float64)
+
+    def add(self, parts: Mapping[str, torch.Tensor], target: torch.Tensor, mask: torch.Tensor) -> None:
+        for k in ("sq", "n", "tl", "pairs"):
+            setattr(self, k, getattr(self, k) + float(parts[k]))
+        y = target[mask].reshape(int(mask.sum()), len(self.sum_y)).double().cpu()  # (frames, V*3)
+        self.sum_y += y.sum(0)
+        self.sum_y2 += (y * y).sum(0)
+
+    def metrics(self) -> dict[str, float]:
+        if self.n == 0:
+            return {}
+        n_coords = len(self.sum_y)
+        mse = self.sq / self.n
+        sst = float((self.sum_y2 - self.sum_y ** 2 / self.n).sum())  # around the mean, summed over coords
+        sse = self.sq * n_coords  # sq is per-frame mean over coords, summed over frames
+        out = {"mse": mse, "loss": mse + self.w * (self.tl / max(self.pairs, 1)),
+               "temporal": self.tl / max(self.pairs, 1)}
+        if sst > 0:
+            out["r2"] = 1.0 - sse / sst
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    history: list[dict[str, float]]  # one row per epoch: epoch, train_*, val_*, seconds, frames_per_s
+    best_epoch: int
+    best: dict[str, float]  # the row of the best epoch
+    model: AudioConditionedNetwork  # with the best weights, on the CPU
+    baseline: dict[str, float]  # validation loss of predicting the training mean offset for every frame
+    device: str
+    amp_dtype: str | None
+
+
+def _to(seq: Sequences, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (torch.from_numpy(seq.inputs).to(device), torch.from_numpy(seq.targets).to(device),
+            torch.from_numpy(seq.mask).to(device))
+
+
+def mean_offset_baseline(seq: Sequences, window: int, temporal_weight: float) -> dict[str, float]:
+    """Loss and R² of predicting the training mean offset (0 in normalised units) on every frame,
+    over the same windows the validation loss uses."""
+    starts, lengths = windows(seq.bounds, window, window)
+    pool = Pool(temporal_weight, seq.targets.shape[1] * 3)
+    if len(starts) == 0:
+        return {}
+    data = _to(seq, "cpu")
+    for i in range(0, len(starts), 64):
+        s, ln = torch.from_numpy(starts[i:i + 64]), torch.from_numpy(lengths[i:i + 64])
+        _, y, m = gather_windows(*data, s, ln, window)
+        _, parts = masked_loss(torch.zeros_like(y), y, m, temporal_weight)
+        pool.add(parts, y, m)
+    return pool.metrics()
+
+
+@torch.no_grad()
+def evaluate(model: AudioConditionedNetwork, seq: Sequences, window: int, temporal_weight: float, device: str,
+             amp_dtype=None, batch_size: int = 32) -> dict[str, float]:
+    """Loss and R² over every frame of ``seq``, in non-overlapping windows of ``window`` frames."""
+    model.eval()
+    starts, lengths = windows(seq.bounds, window, window)
+    pool = Pool(temporal_weight, seq.targets.shape[1] * 3)
+    data = _to(seq, device)
+    for i in range(0, len(starts), batch_size):
+        s = torch.from_numpy(starts[i:i + batch_size]).to(device)
+        ln = torch.from_numpy(lengths[i:i + batch_size]).to(device)
+        x, y, m = gather_windows(*data, s, ln, window)
+        with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+            pred = model(x)
+        _, parts = masked_loss(pred.float(), y, m, temporal_weight)
+        pool.add(parts, y, m)
+    return pool.metrics()
+
+
+def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None = None,
+        progress: bool = True) -> Result:
+    """Train one experiment on the dataset's training split; keep the weights of the epoch with
+    the lowest validation loss (the last epoch when there is no validation split)."""
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if device == "cpu":
+        torch.set_num_threads(cfg.threads)
+        torch.use_deterministic_algorithms(True)
+    train_seq = dataset.sequences("train", cfg.roles)
+    val_seq = dataset.sequences("validation", cfg.roles)
+    if train_seq.mask.sum() == 0:
+        raise ValueError("no training frame has a face")
+    model_cfg = ModelConfig.from_dict(cfg.model, input_dim=dataset.input_dim(cfg.roles))
+    model = build_model(model_cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    amp_dtype = None
+    if device == "cuda" and cfg.amp:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+    data = _to(train_seq, device)
+    starts, lengths = windows(train_seq.bounds, cfg.window, cfg.stride)
+    starts_t, lengths_t = torch.from_numpy(starts).to(device), torch.from_numpy(lengths).to(device)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    baseline = mean_offset_baseline(val_seq, cfg.window, cfg.temporal_weight) if val_seq.frames else {}
+    log.info("training on %s%s: %d windows of %d frames (%d frames) from %d chunks; validation %d frames; "
+             "%d parameters", device, f" with {amp_dtype}" if amp_dtype else "", len(starts), cfg.window,
+             train_seq.frames, len(train_seq.names), val_seq.frames, sum(p.numel() for p in model.parameters()))
+    history, best, best_state = [], None, None
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        pool = Pool(cfg.temporal_weight, model_cfg.n_vertices * 3)
+        order = torch.randperm(len(starts), generator=gen)
+        steps = range(0, len(order), cfg.batch_size)
+        bar = _bar(steps, f"epoch {epoch}/{cfg.epochs}", progress)
+        frames = 0
+        for i in bar:
+            idx = order[i:i + cfg.batch_size].to(device)
+            x, y, m = gather_windows(*data, starts_t[idx], lengths_t[idx], cfg.window)
+            with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+                pred = model(x)
+            loss, parts = masked_loss(pred.float(), y, m, cfg.temporal_weight)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            pool.add(parts, y, m)
+            frames += int(lengths_t[idx].sum())
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        row = {"epoch": epoch, **{f"train_{k}": v for k, v in pool.metrics().items()},
+               "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9)}
+        if val_seq.frames:
+            row.update({f"val_{k}": v for k, v in
+                        evaluate(model, val_seq, cfg.window, cfg.temporal_weight, device, amp_dtype).items()})
+        if not math.isfinite(row.get("train_loss", float("nan"))):
+            raise FloatingPointError(f"training loss is not finite at epoch {epoch} (lr {cfg.lr}): lower train.lr")
+        history.append(row)
+        key = "val_loss" if "val_loss" in row else "train_loss"
+        if best is None or row[key] < best[key]:
+            best, best_state = row, copy.deepcopy(model.state_dict())
+        log.info("epoch %d/%d: %s", epoch, cfg.epochs,
+                 ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
+        if on_epoch:
+            on_epoch(row)
+    model.load_state_dict(best_state)
+    return Result(history, int(best["epoch"]), best, model.cpu().eval(), baseline, device,
+                  str(amp_dtype).removeprefix("torch.") if amp_dtype else None)
+
+
+def _bar(steps, desc: str, enabled: bool):
+    """A progress bar per epoch on the job's log (stderr); plain iteration when tqdm is missing."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return steps
+    return tqdm(steps, desc=desc, unit="step", leave=False, disable=not enabled, mininterval=2.0)
+
+
+# --- the checkpoint --------------------------------------------------------------------------
+
+
+def _tensor(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, np.float32))
+
+
+def save_checkpoint(path: str | Path, model: AudioConditionedNetwork, cfg: TrainConfig, dataset: Dataset,
+                    extra: Mapping[str, Any]) -> dict:
+    """Everything needed to use the model without the workflow, in plain types and tensors:
+    model config and weights, the input feature backends (type, model, cache key, dimension),
+    normalisation, the neutral mesh of each training recording, fps, dataset hash, code version."""
+    from . import __version__
+    from .util import atomic_path, git_commit
+
+    norm = {k: _tensor(v) for k, v in dataset.norm.items() if k.split("_")[0] in cfg.roles or k.startswith("offset")}
+    ckpt = {
+        "format": CHECKPOINT_FORMAT,
+        "code_version": __version__,
+        "git_commit": git_commit() or "",
+        "model_config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_config": cfg.to_dict(),
+        "roles": list(cfg.roles),
+        "features": {r: {"cache_key": dataset.roles[r]["cache_key"], "spec": dict(dataset.roles[r]["spec"]),
+                         "dim": int(dataset.roles[r]["dim"])} for r in cfg.roles},
+        "normalisation": norm,
+        "neutral": {rec: _tensor(n) for rec, n in dataset.neutral.items()},
+        "fps": dataset.fps,
+        "dataset_hash": dataset.hash,
+        **dict(extra),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[AudioConditionedNetwork, dict]:
+    """Rebuild the model from a checkpoint (``weights_only=True``: no code runs while loading)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # not a torch file, or one holding objects other than plain types
+        raise ValueError(f"{path} is not an animote checkpoint: {exc.__class__.__name__}: {str(exc)[:200]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not an {CHECKPOINT_FORMAT} checkpoint (found {found!r}); "
+                         f"retrain it with this version of animote")
+    model = build_model(ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt
+
+
+def history_table(history: Sequence[Mapping[str, float]]):
+    import pandas as pd
+
+    return pd.DataFrame(list(history))
+
+
+def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The experiments the config's sweep runs: name -> full training config (``train`` with the
+    experiment's overrides), in the config's order. ``sweep.run`` picks some; empty runs all."""
+    sweep = config["sweep"]
+    chosen = list(sweep["run"]) or list(sweep["experiments"])
+    unknown = [n for n in chosen if n not in sweep["experiments"]]
+    if unknown:
+        raise ValueError(f"config key 'sweep.run': {unknown} are not among sweep.experiments "
+                         f"({', '.join(sweep['experiments'])})")
+    return {n: merge_experiment(config["train"], sweep["experiments"][n] or {}) for n in chosen}

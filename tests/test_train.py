@@ -1,0 +1,212 @@
+"""Model, loss, loop and checkpoint, on small datasets made of arrays."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from animote.dataset import ChunkData, Dataset, SplitParams, assign_splits, write_dataset
+from animote.model import AudioConditionedNetwork, ModelConfig, build_model
+from animote.train import (
+    Pool,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    masked_loss,
+    merge_experiment,
+    save_checkpoint,
+    sweep_experiments,
+)
+
+SMALL_MODEL = dict(d_model=32, heads=2, layers=1, ff_dim=64, dropout=0.0, positional_encoding=True, layer_norm=True,
+                   causal=True, fusion_dim=32, lstm_hidden=32, lstm_layers=2, bidirectional=False)
+
+
+def _cfg(**kw):
+    base = dict(roles=["phonetic", "emotion"], epochs=20, batch_size=4, lr=3e-3, weight_decay=0.0, window=40,
+                stride=20, temporal_weight=0.1, grad_clip=1.0, seed=0, device="cpu", amp=False, threads=1,
+                model=dict(SMALL_MODEL))
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+@pytest.fixture(scope="module")
+def learnable(tmp_path_factory):
+    """Six chunks where the mouth opens with a smoothed 'loudness' feature (as in speech) and the
+    emotion features carry a slow 'smile'; a chunk of noise features with no face at all."""
+    path = tmp_path_factory.mktemp("ds") / "dataset.zarr"
+    rng = np.random.default_rng(0)
+    lips, corners = np.arange(0, 20), np.arange(20, 30)
+    names = [("rec", f"c{i:03d}") for i in range(7)]
+    split = assign_splits(names[:6], SplitParams(0.7, 0.15, 0.15, 0))
+    split[names[6]] = "train"
+    chunks = []
+    for i, (rec, ch) in enumerate(names):
+        frames = 150
+        loud = np.convolve(rng.random(frames + 4), np.ones(5) / 5, mode="valid")[:frames]
+        smile = np.sin(np.linspace(0, 12, frames) + i)
+        phon = np.stack([loud, rng.normal(size=frames), *(rng.normal(size=(4, frames)))], 1)
+        emo = np.stack([smile, rng.normal(size=frames), rng.normal(size=frames)], 1)
+        offsets = 0.0005 * rng.normal(size=(frames, 468, 3))
+        offsets[:, lips, 1] += 0.05 * loud[:, None]
+        offsets[:, corners, 0] += 0.02 * smile[:, None]
+        mask = np.ones(frames, bool)
+        if i == 6:
+            mask[:] = False
+            offsets[:] = 0
+        chunks.append(ChunkData(rec, ch, {"phonetic": phon.astype(np.float32), "emotion": emo.astype(np.float32)},
+                                offsets.astype(np.float32), mask, split[(rec, ch)]))
+    roles = {"phonetic": {"cache_key": "p/x", "spec": {"type": "whisper", "model": "bundled:tiny.en"}, "dim": 6},
+             "emotion": {"cache_key": "e/x", "spec": {"type": "egemaps"}, "dim": 3}}
+    write_dataset(path, chunks, {"rec": np.zeros((468, 3), np.float32)}, roles, 30.0,
+                  SplitParams(0.7, 0.15, 0.15, 0), "testhash")
+    return path
+
+
+def test_model_shapes_and_switches():
+    x = torch.randn(3, 17, 11)
+    for over in ({}, {"positional_encoding": False, "layer_norm": False}, {"causal": False, "bidirectional": True},
+                 {"heads": 4}):
+        model = build_model(ModelConfig.from_dict(SMALL_MODEL, input_dim=11, **over))
+        assert model(x).shape == (3, 17, 468, 3)
+    with pytest.raises(ValueError, match="unknown model config keys: wings"):
+        ModelConfig.from_dict({"wings": 2})
+
+
+def test_causal_model_does_not_see_the_future():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_dict(SMALL_MODEL, input_dim=5)).eval()
+    torch.nn.init.normal_(model.head.weight)  # the zero-initialised head would hide everything
+    x = torch.randn(1, 20, 5)
+    y = x.clone()
+    y[:, 10:] = torch.randn(1, 10, 5)
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    assert torch.allclose(a[:, :10], b[:, :10], atol=1e-5) and not torch.allclose(a[:, 10:], b[:, 10:])
+    bi = build_model(ModelConfig.from_dict(SMALL_MODEL, input_dim=5, causal=False, bidirectional=True)).eval()
+    torch.nn.init.normal_(bi.head.weight)
+    with torch.no_grad():
+        assert not torch.allclose(bi(x)[:, :10], bi(y)[:, :10])
+
+
+def test_loss_by_hand():
+    pred = torch.zeros(1, 3, 468, 3)
+    target = torch.zeros(1, 3, 468, 3)
+    target[0, 1] = 1.0  # frame 1 is off by 1 everywhere
+    mask = torch.tensor([[True, True, True]])
+    loss, parts = masked_loss(pred, target, mask, temporal_weight=0.1)
+    # MSE: (0 + 1 + 0) / 3 frames; temporal: |0 - 1| and |0 - (-1)| over 2 pairs = 1
+    assert torch.isclose(loss, torch.tensor(1 / 3 + 0.1 * 1.0))
+    assert float(parts["n"]) == 3 and float(parts["pairs"]) == 2
+
+
+def test_faceless_frames_change_nothing_in_the_loss():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig.from_dict(SMALL_MODEL, input_dim=4))
+    torch.nn.init.normal_(model.head.weight, std=0.01)
+    x, y = torch.randn(2, 10, 4), torch.randn(2, 10, 468, 3)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+
+    def loss_and_grad(x, y, mask):
+        model.zero_grad()
+        loss, _ = masked_loss(model(x), y, mask, 0.1)
+        loss.backward()
+        return loss.item(), model.head.weight.grad.clone()
+
+    base = loss_and_grad(x, y, mask)
+    y2 = y.clone()
+    y2[1, 6:] = 1e3  # wild targets where there is no face
+    x3, y3 = torch.cat([x, torch.randn(1, 10, 4)]), torch.cat([y, torch.randn(1, 10, 468, 3) * 50])
+    m3 = torch.cat([mask, torch.zeros(1, 10, dtype=torch.bool)])  # a whole window without a face
+    for other in (loss_and_grad(x, y2, mask), loss_and_grad(x3, y3, m3)):
+        assert other[0] == pytest.approx(base[0], rel=1e-6) and torch.allclose(other[1], base[1], atol=1e-7)
+
+
+def test_pooled_r2_matches_numpy():
+    rng = np.random.default_rng(0)
+    y = torch.from_numpy(rng.normal(size=(2, 5, 468, 3)).astype(np.float32))
+    pred = y + 0.5 * torch.from_numpy(rng.normal(size=(2, 5, 468, 3)).astype(np.float32))
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    mask[0, 0] = False
+    pool = Pool(0.0, 468 * 3)
+    _, parts = masked_loss(pred, y, mask, 0.0)
+    pool.add(parts, y, mask)
+    yt, pt = y[mask].reshape(9, -1).numpy(), pred[mask].reshape(9, -1).numpy()
+    r2 = 1 - ((yt - pt) ** 2).sum() / ((yt - yt.mean(0)) ** 2).sum()
+    assert pool.metrics()["r2"] == pytest.approx(r2, rel=1e-5)
+
+
+def test_training_learns_beats_the_mean_and_is_reproducible(learnable):
+    ds = Dataset(learnable)
+    a = fit(ds, _cfg(), progress=False)
+    b = fit(ds, _cfg(), progress=False)
+    timing = ("seconds", "frames_per_s")
+    assert [{k: v for k, v in r.items() if k not in timing} for r in a.history] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in b.history]
+    assert a.best["val_loss"] == b.best["val_loss"]
+    assert a.best["val_loss"] < 0.6 * a.baseline["loss"]
+    assert a.best["val_r2"] > 0.5
+    c = fit(ds, _cfg(seed=1), progress=False)
+    assert c.best["val_loss"] != a.best["val_loss"]  # the seed matters, so the check above can fail
+
+
+def test_emotion_only_experiment_reads_its_role(learnable):
+    result = fit(Dataset(learnable), _cfg(roles=["emotion"], epochs=2), progress=False)
+    assert result.model.config.input_dim == 3
+
+
+def test_checkpoint_loads_weights_only_in_a_fresh_process(learnable, tmp_path):
+    ds = Dataset(learnable)
+    cfg = _cfg(epochs=1)
+    result = fit(ds, cfg, progress=False)
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, result.model, cfg, ds, {"experiment": "t", "run_id": "abc"})
+    x = torch.randn(1, 30, 9)
+    with torch.no_grad():
+        expected = result.model(x).numpy()
+    np.save(tmp_path / "x.npy", x.numpy())
+    code = f"""
+import numpy as np, torch
+ckpt = torch.load({str(path)!r}, weights_only=True)
+from animote.train import load_checkpoint
+model, ckpt = load_checkpoint({str(path)!r})
+with torch.no_grad():
+    out = model(torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})))
+np.save({str(tmp_path / 'out.npy')!r}, out.numpy())
+print(ckpt["features"]["phonetic"]["spec"]["model"], ckpt["dataset_hash"], ckpt["fps"],
+      tuple(ckpt["neutral"]["rec"].shape), sorted(ckpt["normalisation"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert np.allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
+    assert "bundled:tiny.en testhash 30.0 (468, 3)" in proc.stdout
+    assert "emotion_mean" in proc.stdout and "offset_scale" in proc.stdout
+    model, ckpt = load_checkpoint(path)
+    assert isinstance(model, AudioConditionedNetwork) and ckpt["code_version"] and ckpt["run_id"] == "abc"
+
+
+def test_not_a_checkpoint_is_a_clear_error(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt is not an animote checkpoint"):
+        load_checkpoint(junk)
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="retrain"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_experiments_merge_over_the_defaults():
+    train = {"lr": 0.001, "roles": ["phonetic", "emotion"], "model": {"heads": 2, "layer_norm": True}}
+    merged = merge_experiment(train, {"lr": 0.01, "model": {"layer_norm": False}})
+    assert merged == {"lr": 0.01, "roles": ["phonetic", "emotion"], "model": {"heads": 2, "layer_norm": False}}
+    assert train["model"]["layer_norm"] is True  # the defaults are not touched
+    config = {"train": train, "sweep": {"run": [], "experiments": {"a": {}, "b": {"lr": 0.1}}}}
+    assert list(sweep_experiments(config)) == ["a", "b"]
+    config["sweep"]["run"] = ["b", "nope"]
+    with pytest.raises(ValueError, match="'sweep.run'.*nope"):
+        sweep_experiments(config)

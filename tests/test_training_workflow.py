@@ -1,0 +1,98 @@
+"""End-to-end: dataset, one training job per sweep experiment, MLflow, on the short demo."""
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+
+import pandas as pd
+import pytest
+import yaml
+from helpers import scheduled, snakemake
+
+from animote import tracking
+
+pytestmark = pytest.mark.slow
+
+EXPERIMENTS = ["baseline", "phonetic_only", "emotion_only", "bidirectional"]
+
+
+def _log_span(path):
+    stamps = [datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f") for line in path.read_text().splitlines()
+              if line[:4].isdigit()]
+    return min(stamps), max(stamps)
+
+
+def test_every_experiment_is_a_child_run_with_per_epoch_metrics(demo_run):
+    store = json.loads((demo_run / "results/mlflow/experiment.json").read_text())
+    parent = json.loads((demo_run / "results/train/default/parent_run.json").read_text())
+    assert store["tracking_uri"] == "sqlite:///results/mlflow/mlflow.db"  # relative: the folder moves with results/
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(demo_run)  # the store's URI is relative to the folder snakemake ran in
+    try:
+        runs = tracking.sweep_runs(store["tracking_uri"], store["experiment_id"])
+    finally:
+        os.chdir(cwd)
+    parents = [r for r in runs if r["kind"] == "sweep"]
+    children = {r["name"]: r for r in runs if r["kind"] == "experiment"}
+    assert [p["run_id"] for p in parents] == [parent["run_id"]] and parents[0]["status"] == "FINISHED"
+    assert sorted(children) == sorted(EXPERIMENTS)
+    epochs = yaml.safe_load((demo_run / "test.yaml").read_text())["train"]["epochs"]
+    for name, run in children.items():
+        info = json.loads((demo_run / f"results/train/default/{name}/run.json").read_text())
+        assert run["run_id"] == info["run_id"] and run["parent"] == parent["run_id"] and run["status"] == "FINISHED"
+        for key in ("train_loss", "val_loss", "train_r2", "val_r2"):
+            assert run["steps"][key] == epochs, (name, key, run["steps"])
+        assert run["params"]["dataset_hash"] and run["params"]["model.heads"] == "2"
+        assert {"model.pt", "loss.png", "history.tsv"} <= set(run["artifacts"])
+    assert children["emotion_only"]["params"]["roles"] == "emotion"
+    assert children["bidirectional"]["params"]["model.bidirectional"] == "True"
+    # The jobs ran side by side (the test runs snakemake with 2 cores, one thread per job).
+    spans = sorted(_log_span(demo_run / f"results/logs/train/default/{n}.log") for n in EXPERIMENTS)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), spans
+
+
+def test_sweep_summary_has_a_row_per_experiment(demo_run):
+    table = pd.read_csv(demo_run / "results/train/default/sweep.tsv", sep="\t").set_index("experiment")
+    assert sorted(table.index) == sorted(EXPERIMENTS)
+    assert {"lr", "batch_size", "epochs", "heads", "train_loss", "val_loss", "val_r2", "run_id"} <= set(table.columns)
+    assert table.loc["phonetic_only", "roles"] == "phonetic"
+
+
+def test_editing_one_experiment_reruns_only_it(demo_run):
+    (demo_run / "lr.yaml").write_text("sweep:\n  experiments:\n    emotion_only: {lr: 0.0005}\n")
+    jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "lr.yaml")))
+    assert jobs == {"train": 1, "sweep_summary": 1, "all": 1}
+    proc = snakemake(demo_run, "-n", configs=("test.yaml", "lr.yaml"))
+    assert "results/train/default/emotion_only/model.pt" in proc.stdout
+    assert "results/train/default/baseline/model.pt" not in proc.stdout
+
+
+def test_window_length_retrains_without_rebuilding_the_dataset(demo_run):
+    (demo_run / "window.yaml").write_text("train:\n  window: 60\n")
+    jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "window.yaml")))
+    assert jobs == {"train": len(EXPERIMENTS), "sweep_summary": 1, "all": 1}
+    (demo_run / "split.yaml").write_text("dataset:\n  seed: 3\n")
+    jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "split.yaml")))
+    assert jobs == {"dataset": 1, "train": len(EXPERIMENTS), "sweep_summary": 1, "all": 1}
+
+
+def test_unknown_experiment_key_is_a_schema_error_naming_it(demo_run):
+    (demo_run / "typo.yaml").write_text("sweep:\n  experiments:\n    baseline: {learning_rate: 0.1}\n")
+    proc = snakemake(demo_run, "-n", configs=("test.yaml", "typo.yaml"), check=False)
+    assert proc.returncode != 0
+    assert "learning_rate" in proc.stdout + proc.stderr
+
+
+def test_workflow_checkpoint_loads_weights_only_in_a_fresh_process(demo_run):
+    code = ("import torch, sys; c = torch.load(sys.argv[1], weights_only=True); "
+            "from animote.train import load_checkpoint; m, c = load_checkpoint(sys.argv[1]); "
+            "x = torch.randn(1, 50, m.config.input_dim); print(tuple(m(x).shape), c['features']['phonetic']['cache_key'],"
+            " c['features']['emotion']['cache_key'], sorted(c['neutral']), c['fps'])")
+    proc = subprocess.run([sys.executable, "-c", code, str(demo_run / "results/train/default/baseline/model.pt")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["(1,", "50,", "468,", "3)", "whisper/tiny.en", "egemaps/eGeMAPSv02-lld", "['demo']",
+                                   "30.0"]
