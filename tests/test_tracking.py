@@ -4,21 +4,26 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from animote import tracking
 
 
-def _store(tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow/mlflow.db"
-    exp_id = tracking.init_store(uri, "unit", str(tmp_path / "artifacts"), tmp_path / "experiment.json")
-    return uri, exp_id
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One sqlite store for the module (creating its tables takes seconds)."""
+    tmp = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{tmp}/mlflow/mlflow.db"
+    exp_id = tracking.init_store(uri, "unit", str(tmp / "artifacts"), tmp / "experiment.json")
+    return tmp, uri, exp_id
 
 
-def test_init_store_is_idempotent(tmp_path):
-    uri, exp_id = _store(tmp_path)
-    again = tracking.init_store(uri, "unit", str(tmp_path / "artifacts"), tmp_path / "again.json")
+def test_init_store_is_idempotent(store):
+    tmp, uri, exp_id = store
+    again = tracking.init_store(uri, "unit", str(tmp / "artifacts"), tmp / "again.json")
     assert again == exp_id
-    assert json.loads((tmp_path / "again.json").read_text()) == {"tracking_uri": uri, "experiment": "unit",
-                                                                "experiment_id": exp_id}
+    assert json.loads((tmp / "again.json").read_text()) == {"tracking_uri": uri, "experiment": "unit",
+                                                           "experiment_id": exp_id}
 
 
 CHILD = """
@@ -34,9 +39,9 @@ print(run.run_id)
 """
 
 
-def test_parallel_children_under_one_parent(tmp_path):
-    uri, exp_id = _store(tmp_path)
-    parent_id = tracking.start_sweep(tmp_path / "experiment.json", "unit-sweep", tmp_path / "parent.json")
+def test_parallel_children_under_one_parent(store, tmp_path):
+    root, uri, exp_id = store
+    parent_id = tracking.start_sweep(root / "experiment.json", "unit-sweep", tmp_path / "parent.json")
     artifact = tmp_path / "note.txt"
     artifact.write_text("hello")
     names = [f"exp{i}" for i in range(4)]
@@ -45,7 +50,7 @@ def test_parallel_children_under_one_parent(tmp_path):
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     tracking.finish_sweep(tmp_path / "parent.json", names, {"exp0.val_loss": 0.1, "bad": float("nan")}, [artifact])
-    runs = tracking.sweep_runs(uri, exp_id)
+    runs = [r for r in tracking.sweep_runs(uri, exp_id) if r["run_id"] == parent_id or r["parent"] == parent_id]
     parents = [r for r in runs if r["kind"] == "sweep"]
     children = [r for r in runs if r["kind"] == "experiment"]
     assert [p["run_id"] for p in parents] == [parent_id] and parents[0]["status"] == "FINISHED"
@@ -57,13 +62,13 @@ def test_parallel_children_under_one_parent(tmp_path):
         assert c["params"] == {"lr": "0.001", "model.heads": "2"} and c["artifacts"] == ["note.txt"]
 
 
-def test_a_failing_block_marks_the_run_failed(tmp_path):
-    uri, exp_id = _store(tmp_path)
-    tracking.start_sweep(tmp_path / "experiment.json", "s", tmp_path / "parent.json")
+def test_a_failing_block_marks_the_run_failed(store, tmp_path):
+    root, uri, exp_id = store
+    parent_id = tracking.start_sweep(root / "experiment.json", "s", tmp_path / "parent.json")
     try:
         with tracking.ExperimentRun(tmp_path / "parent.json", "boom", {}, {}):
             raise RuntimeError("diverged")
     except RuntimeError:
         pass
-    (child,) = [r for r in tracking.sweep_runs(uri, exp_id) if r["kind"] == "experiment"]
+    (child,) = [r for r in tracking.sweep_runs(uri, exp_id) if r["parent"] == parent_id]
     assert child["status"] == "FAILED"

@@ -23,18 +23,12 @@ def _log_span(path):
     return min(stamps), max(stamps)
 
 
-def test_every_experiment_is_a_child_run_with_per_epoch_metrics(demo_run):
+def test_every_experiment_is_a_child_run_with_per_epoch_metrics(demo_run, monkeypatch):
     store = json.loads((demo_run / "results/mlflow/experiment.json").read_text())
     parent = json.loads((demo_run / "results/train/default/parent_run.json").read_text())
     assert store["tracking_uri"] == "sqlite:///results/mlflow/mlflow.db"  # relative: the folder moves with results/
-    import os
-
-    cwd = os.getcwd()
-    os.chdir(demo_run)  # the store's URI is relative to the folder snakemake ran in
-    try:
-        runs = tracking.sweep_runs(store["tracking_uri"], store["experiment_id"])
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(demo_run)  # the store's URI is relative to the folder snakemake ran in
+    runs = tracking.sweep_runs(store["tracking_uri"], store["experiment_id"])
     parents = [r for r in runs if r["kind"] == "sweep"]
     children = {r["name"]: r for r in runs if r["kind"] == "experiment"}
     assert [p["run_id"] for p in parents] == [parent["run_id"]] and parents[0]["status"] == "FINISHED"

@@ -85,9 +85,8 @@ def offsets_and_mask(aligned: np.ndarray, face_found: np.ndarray, neutral: np.nd
     return offsets, mask
 
 
-def input_stats(arrays: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation over every frame (float64 sums; std floored so a
-    constant dimension does not divide by zero)."""
+def _moments(arrays: Iterable[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """Row count, mean and variance over the first axis of every array together (float64 sums)."""
     n, s, ss = 0, 0.0, 0.0
     for a in arrays:
         a = np.asarray(a, np.float64)
@@ -95,26 +94,27 @@ def input_stats(arrays: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         s = s + a.sum(axis=0)
         ss = ss + (a * a).sum(axis=0)
     if n == 0:
-        raise ValueError("no training frames to compute normalisation statistics from")
+        return 0, np.zeros(0), np.zeros(0)
     mean = s / n
-    std = np.sqrt(np.maximum(ss / n - mean * mean, 0.0))
-    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+    return n, mean, np.maximum(ss / n - mean * mean, 0.0)
+
+
+def input_stats(arrays: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation over every frame (std floored so a constant
+    dimension does not divide by zero)."""
+    n, mean, var = _moments(arrays)
+    if n == 0:
+        raise ValueError("no training frames to compute normalisation statistics from")
+    return mean.astype(np.float32), np.maximum(np.sqrt(var), 1e-6).astype(np.float32)
 
 
 def target_stats(offsets: Iterable[np.ndarray], masks: Iterable[np.ndarray]) -> tuple[np.ndarray, float]:
     """Mean offset per coordinate (468, 3) over the masked-in frames, and one scale: the RMS of the
     centred offsets over all coordinates. One scale, not one per coordinate: per-coordinate
     z-scores would give the forehead's tracker jitter the weight of the lips' motion."""
-    n, s, ss = 0, 0.0, 0.0
-    for o, m in zip(offsets, masks):
-        o = np.asarray(o, np.float64)[np.asarray(m, bool)]
-        n += len(o)
-        s = s + o.sum(axis=0)
-        ss = ss + (o * o).sum(axis=0)
+    n, mean, var = _moments(np.asarray(o)[np.asarray(m, bool)] for o, m in zip(offsets, masks))
     if n == 0:
         raise ValueError("no training frame has a face: cannot compute the target normalisation")
-    mean = s / n
-    var = np.maximum(ss / n - mean * mean, 0.0)
     return mean.astype(np.float32), float(max(np.sqrt(var.mean()), 1e-9))
 
 
