@@ -130,3 +130,66 @@ def test_gather_windows_pads_with_masked_frames_same_in_numpy_and_torch():
     assert np.array_equal(xn, xt.numpy()) and np.array_equal(mn, mt.numpy())
     last = list(starts).index(100)
     assert mn[last].sum() == 30 and np.array_equal(xn[last, :30], x[100:130])
+
+
+def _stores(tmp_path, frames=(30, 30, 30, 30), feature_frames=None):
+    """Aligned-mesh, neutral and feature stores as the mesh and feature stages write them."""
+    from animote.store import write_store
+
+    rng = np.random.default_rng(1)
+    neutral = rng.normal(size=(468, 3)).astype(np.float32)
+    write_store(tmp_path / "neutral.zarr", {"neutral": neutral}, {"recording": "take1"})
+    paths = {"aligned": [], "phonetic": [], "emotion": []}
+    for i, n in enumerate(frames):
+        chunk = f"c{i:03d}"
+        found = np.ones(n, bool)
+        found[:3] = False
+        aligned = neutral + 0.01 * rng.normal(size=(n, 468, 3)).astype(np.float32)
+        aligned[~found] = np.nan
+        attrs = {"recording": "take1", "chunk": chunk, "fps": 30.0}
+        write_store(tmp_path / f"aligned_{chunk}.zarr", {"aligned": aligned, "face_found": found}, attrs)
+        paths["aligned"].append(tmp_path / f"aligned_{chunk}.zarr")
+        for role, dim in (("phonetic", 5), ("emotion", 2)):
+            m = (feature_frames or frames)[i]
+            write_store(tmp_path / f"{role}_{chunk}.zarr", {"features": rng.normal(size=(m, dim)).astype(np.float32)},
+                        attrs)
+            paths[role].append(tmp_path / f"{role}_{chunk}.zarr")
+    return paths
+
+
+CONFIG = {"split": {"train": 0.5, "validation": 0.25, "test": 0.25}, "seed": 0, "test_recordings": []}
+ROLE_SPECS = {"phonetic": {"cache_key": "p/x", "spec": {"type": "whisper"}},
+              "emotion": {"cache_key": "e/x", "spec": {"type": "egemaps"}}}
+
+
+def test_build_dataset_from_stage_stores(tmp_path):
+    from animote.stages.dataset import build_dataset
+
+    paths = _stores(tmp_path)
+    attrs = build_dataset(paths["aligned"], [tmp_path / "neutral.zarr"],
+                          {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, ROLE_SPECS, CONFIG,
+                          tmp_path / "dataset.zarr")
+    ds = Dataset(tmp_path / "dataset.zarr")
+    assert ds.hash == attrs["hash"] and len(ds.hash) == 16
+    assert {r: v["dim"] for r, v in ds.roles.items()} == {"phonetic": 5, "emotion": 2}
+    assert sorted(c["split"] for c in ds.attrs["chunks"]) == ["test", "train", "train", "validation"]
+    chunk = ds.read_chunk("take1", "c000", ["phonetic"])
+    assert chunk.mask.tolist() == [False] * 3 + [True] * 27 and (chunk.offsets[:3] == 0).all()
+    assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
+    # Same inputs, same hash; another split seed, another hash.
+    again = build_dataset(paths["aligned"], [tmp_path / "neutral.zarr"],
+                          {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, ROLE_SPECS,
+                          dict(CONFIG, seed=5), tmp_path / "other.zarr")
+    assert again["hash"] != attrs["hash"]
+
+
+def test_frame_count_mismatch_names_recording_and_chunk(tmp_path):
+    from animote import RecordingError
+    from animote.stages.dataset import build_dataset
+
+    paths = _stores(tmp_path, feature_frames=(30, 29, 30, 30))
+    with pytest.raises(RecordingError, match="recording 'take1': chunk c001: phonetic features have 29 frames"):
+        build_dataset(paths["aligned"], [tmp_path / "neutral.zarr"],
+                      {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, ROLE_SPECS, CONFIG,
+                      tmp_path / "dataset.zarr")
+    assert not (tmp_path / "dataset.zarr").exists()

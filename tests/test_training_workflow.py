@@ -90,3 +90,13 @@ def test_workflow_checkpoint_loads_weights_only_in_a_fresh_process(demo_run):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["(1,", "50,", "468,", "3)", "whisper/tiny.en", "egemaps/eGeMAPSv02-lld", "['demo']",
                                    "30.0"]
+
+
+def test_seed_sweep_schedules_its_ten_experiments_on_the_same_dataset(demo_run):
+    import shutil
+
+    from helpers import REPO
+
+    shutil.copy(REPO / "config/sweeps/seed.yaml", demo_run / "seed.yaml")
+    jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "seed.yaml")))
+    assert jobs == {"sweep_run": 1, "train": 10, "sweep_summary": 1, "all": 1}  # no dataset job: it is shared

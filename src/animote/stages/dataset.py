@@ -8,8 +8,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from .. import RecordingError
 from ..dataset import ChunkData, SplitParams, assign_splits, content_hash, offsets_and_mask, write_dataset
 from ..store import read_store
@@ -18,10 +16,14 @@ log = logging.getLogger(__name__)
 
 
 def _by_chunk(paths: Sequence, what: str) -> dict[tuple[str, str], tuple[str, dict, dict]]:
+    """(recording, chunk) -> (path, arrays, attributes) of each store; two stores for one chunk are an error."""
     out = {}
     for p in paths:
         arrays, attrs = read_store(p)
-        out[(attrs["recording"], attrs["chunk"])] = (str(p), arrays, attrs)
+        key = (attrs["recording"], attrs["chunk"])
+        if key in out:
+            raise RecordingError(key[0], f"chunk {key[1]} has two {what} stores: {out[key][0]} and {p}")
+        out[key] = (str(p), arrays, attrs)
     return out
 
 
