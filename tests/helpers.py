@@ -84,7 +84,7 @@ SHORT_DEMO = {
     "demo": {"duration_s": 45, "width": 256, "height": 256, "n_claps": 5},
     "chunks": {"length_s": 10, "min_length_s": 4, "export_video": False},
     # A few epochs, one thread per job, so that two training jobs run side by side on 2 cores.
-    "train": {"epochs": 3, "threads": 1},
+    "train": {"epochs": 2, "threads": 1},
 }
 
 
