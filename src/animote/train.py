@@ -17,13 +17,13 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
 from .dataset import Dataset, Sequences, gather_windows, windows
-from .model import AudioConditionedNetwork, ModelConfig, build_model
+from .model import AudioConditionedNetwork, ModelConfig, build_model, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
     baseline = mean_offset_baseline(val_seq, cfg.window, cfg.temporal_weight) if val_seq.frames else {}
     log.info("training on %s%s: %d windows of %d frames (%d frames) from %d chunks; validation %d frames; "
              "%d parameters", device, f" with {amp_dtype}" if amp_dtype else "", len(starts), cfg.window,
-             train_seq.frames, len(train_seq.names), val_seq.frames, sum(p.numel() for p in model.parameters()))
+             train_seq.frames, len(train_seq.names), val_seq.frames, count_parameters(model))
     history, best, best_state = [], None, None
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -356,12 +356,6 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[AudioConditi
     model = build_model(ckpt["model_config"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
-
-
-def history_table(history: Sequence[Mapping[str, float]]):
-    import pandas as pd
-
-    return pd.DataFrame(list(history))
 
 
 def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
