@@ -15,11 +15,11 @@ from ..store import read_store
 log = logging.getLogger(__name__)
 
 
-def _by_chunk(paths: Sequence, what: str) -> dict[tuple[str, str], tuple[str, dict, dict]]:
+def _by_chunk(paths: Sequence, what: str, *names: str) -> dict[tuple[str, str], tuple[str, dict, dict]]:
     """(recording, chunk) -> (path, arrays, attributes) of each store; two stores for one chunk are an error."""
     out = {}
     for p in paths:
-        arrays, attrs = read_store(p)
+        arrays, attrs = read_store(p, *names)  # only the arrays the dataset uses
         key = (attrs["recording"], attrs["chunk"])
         if key in out:
             raise RecordingError(key[0], f"chunk {key[1]} has two {what} stores: {out[key][0]} and {p}")
@@ -36,12 +36,12 @@ def build_dataset(aligned: Sequence, neutral: Sequence, features: Mapping[str, S
     Frame counts and fps are checked against each other; a mismatch names the recording and
     chunk. Writes the store atomically and returns its attributes."""
     params = SplitParams.from_config(dataset_config)
-    meshes = _by_chunk(aligned, "aligned")
+    meshes = _by_chunk(aligned, "aligned", "aligned", "face_found")
     neutrals = {}
     for p in neutral:
         arrays, attrs = read_store(p, "neutral")
         neutrals[attrs["recording"]] = arrays["neutral"]
-    feats = {role: _by_chunk(paths, role) for role, paths in features.items()}
+    feats = {role: _by_chunk(paths, role, "features") for role, paths in features.items()}
     unknown = set(params.test_recordings) - {rec for rec, _ in meshes}
     if unknown:
         raise ValueError(f"config key 'dataset.test_recordings': {sorted(unknown)} are not recordings of the sheet")
