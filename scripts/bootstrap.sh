@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Sets animote up on a Debian or Ubuntu machine, idempotently:
-#   1. the Debian packages the pipeline calls (ffmpeg, festival with a CMU Arctic voice, espeak-ng),
-#      installed when missing (as root, or through passwordless sudo; otherwise it says what to install);
+#   1. the Debian packages the pipeline calls (ffmpeg, festival with a CMU Arctic voice, espeak-ng;
+#      with --tests also chromium, for the report's browser test), installed when missing
+#      (as root, or through passwordless sudo; otherwise it says what to install);
 #   2. a virtual environment in .venv with the pinned set in envs/requirements.lock, and animote itself.
 # Re-running it does nothing unless envs/requirements.lock or pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(ffmpeg festival festvox-us-slt-hts espeak-ng)
+if [ "${1:-}" = "--tests" ]; then
+  APT_PACKAGES+=(chromium)  # the report test opens the report in a real headless browser
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

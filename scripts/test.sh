@@ -3,5 +3,5 @@
 # Extra arguments go to pytest, e.g. `scripts/test.sh -m "not slow"` for the quick ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh --tests
 exec .venv/bin/python -m pytest "$@"

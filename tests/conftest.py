@@ -19,6 +19,15 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def default_demo(tmp_path_factory):
+    """The embedded demo run to the end as a new user gets it (default config), with the sweep cut
+    to its default experiment: the short demo's tests cover the other experiments."""
+    wd = workspace(tmp_path_factory.mktemp("default_demo"), {"sweep": {"run": ["baseline"]}})
+    snakemake(wd)
+    return wd
+
+
+@pytest.fixture(scope="session")
 def clap_params():
     from animote import config
     from helpers import REPO

@@ -1,4 +1,5 @@
-"""End-to-end: dataset, one training job per sweep experiment, MLflow, on the short demo."""
+"""End-to-end: dataset, one training job per sweep experiment, MLflow, evaluation and the sweep's
+report, on the short demo."""
 
 import json
 import subprocess
@@ -58,7 +59,7 @@ def test_sweep_summary_has_a_row_per_experiment(demo_run):
 def test_editing_one_experiment_reruns_only_it(demo_run):
     (demo_run / "lr.yaml").write_text("sweep:\n  experiments:\n    emotion_only: {lr: 0.0005}\n")
     proc = snakemake(demo_run, "-n", configs=("test.yaml", "lr.yaml"))
-    assert scheduled(proc) == {"train": 1, "sweep_summary": 1, "all": 1}
+    assert scheduled(proc) == {"train": 1, "sweep_summary": 1, "evaluate": 1, "sweep_report": 1, "all": 1}
     assert "results/train/default/emotion_only/model.pt" in proc.stdout
     assert "results/train/default/baseline/model.pt" not in proc.stdout
 
@@ -66,10 +67,16 @@ def test_editing_one_experiment_reruns_only_it(demo_run):
 def test_window_length_retrains_without_rebuilding_the_dataset(demo_run):
     (demo_run / "window.yaml").write_text("train:\n  window: 60\n")
     jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "window.yaml")))
-    assert jobs == {"train": len(EXPERIMENTS), "sweep_summary": 1, "all": 1}
+    per_sweep = {"train": len(EXPERIMENTS), "evaluate": len(EXPERIMENTS), "sweep_summary": 1, "sweep_report": 1,
+                 "all": 1}
+    # the baselines' test loss uses the window too; they are the mean offset and a ridge per role set
+    assert jobs == {**per_sweep, "evaluate_baseline": 4}
     (demo_run / "split.yaml").write_text("dataset:\n  seed: 3\n")
     jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "split.yaml")))
-    assert jobs == {"dataset": 1, "train": len(EXPERIMENTS), "sweep_summary": 1, "all": 1}
+    assert jobs == {"dataset": 1, **per_sweep, "evaluate_baseline": 4}
+    (demo_run / "video.yaml").write_text("evaluate:\n  video_size: 256\n")
+    jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "video.yaml")))
+    assert jobs == {"evaluate": len(EXPERIMENTS), "evaluate_baseline": 4, "sweep_report": 1, "all": 1}
 
 
 def test_unknown_experiment_key_is_a_schema_error_naming_it(demo_run):
@@ -98,4 +105,66 @@ def test_seed_sweep_schedules_its_ten_experiments_on_the_same_dataset(demo_run):
 
     shutil.copy(REPO / "config/sweeps/seed.yaml", demo_run / "seed.yaml")
     jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "seed.yaml")))
-    assert jobs == {"sweep_run": 1, "train": 10, "sweep_summary": 1, "all": 1}  # no dataset job: it is shared
+    # no dataset job and no baseline: they are shared with the default sweep
+    assert jobs == {"sweep_run": 1, "train": 10, "sweep_summary": 1, "evaluate": 10, "sweep_report": 1, "all": 1}
+
+
+def test_each_experiment_run_holds_its_test_metrics_and_pictures(demo_run, monkeypatch):
+    store = json.loads((demo_run / "results/mlflow/experiment.json").read_text())
+    monkeypatch.chdir(demo_run)
+    runs = tracking.sweep_runs(store["tracking_uri"], store["experiment_id"])
+    children = {r["name"]: r for r in runs if r["kind"] == "experiment"}
+    for name in EXPERIMENTS:
+        ev = json.loads((demo_run / f"results/evaluate/default/{name}/metrics.json").read_text())
+        run = children[name]
+        assert ev["run_id"] == run["run_id"]
+        assert run["metrics"]["test_r2"] == pytest.approx(ev["summary"]["r2"])
+        assert {"test_loss", "test_lve", "test_lip_sync_lag", "test_r2_lips", "test_r2_absolute"} <= set(run["metrics"])
+        assert "evaluation" in run["artifacts"]
+    parent = next(r for r in runs if r["kind"] == "sweep")
+    assert "report" in parent["artifacts"] and "baseline.test_r2" in parent["metrics"]
+
+
+def test_sweep_report_tables_hold_every_experiment_and_the_baselines(demo_run):
+    sweep = pd.read_csv(demo_run / "results/report/default/sweep.tsv", sep="\t").set_index("model")
+    baselines = ["baseline: mean offset", "baseline: ridge (phonetic+emotion)", "baseline: ridge (phonetic)",
+                 "baseline: ridge (emotion)"]
+    assert list(sweep.index) == EXPERIMENTS + baselines
+    for col in ("lr", "batch size", "epochs", "heads", "train loss", "validation loss", "test loss",
+                "test R² (offsets)", "test R² (absolute, the seed's)", "LVE (‰ of width)", "lip-sync lag (frames)"):
+        assert col in sweep.columns
+    assert sweep.loc[EXPERIMENTS, ["train loss", "validation loss", "test loss"]].notna().all().all()
+    assert abs(sweep.loc["baseline: mean offset", "test R² (offsets)"]) < 0.2  # about 0: the training mean
+    assert (sweep["test R² (absolute, the seed's)"] > 0.99).all()  # why the seed's R² misleads
+    for name in EXPERIMENTS:  # the table shows what the evaluation stage measured
+        ev = json.loads((demo_run / f"results/evaluate/default/{name}/metrics.json").read_text())
+        assert sweep.loc[name, "test R² (offsets)"] == pytest.approx(ev["summary"]["r2"], rel=1e-4)
+    ablation = pd.read_csv(demo_run / "results/report/default/ablation.tsv", sep="\t").set_index("experiment")
+    assert ablation.loc["baseline", "change from the defaults"] == "(defaults)"
+    assert "baseline: ridge (phonetic+emotion)" in ablation.index  # ridge beside the networks in every table
+    assert ablation.loc["bidirectional", "change from the defaults"] == "model.bidirectional = true, model.causal = false"
+    features = pd.read_csv(demo_run / "results/report/default/features.tsv", sep="\t").set_index("region")
+    assert list(features.index) == ["mouth_corners", "lips", "jaw", "brows", "eyes", "rest", "all"]
+    assert {"network: phonetic+emotion", "network: phonetic", "network: emotion",
+            "ridge: phonetic+emotion"} <= set(features.columns)
+    page = (demo_run / "results/report/default/features.html").read_text()
+    assert "Adding emotion features to phonetic ones changes test R²" in page
+
+
+def test_evaluation_writes_pictures_and_a_playable_video(demo_run):
+    folder = demo_run / "results/evaluate/default/baseline"
+    for png in ("mesh.png", "error_map.png", "lip_gap.png"):
+        assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ev = json.loads((folder / "metrics.json").read_text())
+    chunk = ev["chunks"] and next(iter(ev["chunks"]))
+    rec, ch = chunk.split("/")
+    from animote.media import read_wav
+
+    wav, sr = read_wav(demo_run / f"results/{rec}/chunks/{ch}.wav")
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_entries",
+                          "stream=codec_name,nb_read_frames,duration", "-of", "json", str(folder / "video/test.mp4")],
+                         capture_output=True, text=True, check=True)
+    video, audio = json.loads(out.stdout)["streams"]
+    assert (video["codec_name"], audio["codec_name"]) == ("h264", "aac")
+    assert abs(int(video["nb_read_frames"]) - round(len(wav) / sr * 30)) <= 1
+    assert '<video id="mesh-video"' in (folder / "video/index.html").read_text()

@@ -82,13 +82,15 @@ def r2(true, pred, mask=None) -> float:
 
 
 def r2_absolute(true_offsets, pred_offsets, neutral, mask=None) -> float:
-    """The seed's R², on absolute vertex positions (neutral + offsets), SST around the mean over
+    """``neutral``: (468, 3), or (T, 468, 3) when frames come from several recordings.
+
+    The seed's R², on absolute vertex positions (neutral + offsets), SST around the mean over
     every coordinate together (sklearn's r2_score on flattened arrays, as the seed computed it).
     A face that barely moves scores near 1 here even when the motion is wrong: the spread of the
     vertices across the face dominates SST. Report it beside :func:`r2` on offsets, never alone."""
-    t, p = _valid(true_offsets, pred_offsets, mask)
-    n = np.asarray(neutral, np.float64)[None]
-    t, p = (t + n).ravel(), (p + n).ravel()
+    n = np.broadcast_to(np.asarray(neutral, np.float64), np.shape(true_offsets))
+    t, p = _valid(np.asarray(true_offsets) + n, np.asarray(pred_offsets) + n, mask)
+    t, p = t.ravel(), p.ravel()
     sst = float(((t - t.mean()) ** 2).sum())
     return 1.0 - float(((t - p) ** 2).sum()) / sst if sst > 0 else float("nan")
 
@@ -122,24 +124,32 @@ def upper_face_dynamics_deviation(true, pred, mask=None, upper: np.ndarray | Non
 
 
 def inner_lip_gap(offsets: np.ndarray, neutral: np.ndarray) -> np.ndarray:
-    """Per frame, the distance between the inner upper and lower lip (landmarks 13 and 14)."""
-    v = np.asarray(offsets) + np.asarray(neutral)[None]
+    """Per frame, the distance between the inner upper and lower lip (landmarks 13 and 14);
+    ``neutral`` (468, 3) or one per frame (T, 468, 3)."""
+    n = np.asarray(neutral)
+    v = np.asarray(offsets) + (n if n.ndim == 3 else n[None])
     return np.linalg.norm(v[:, LOWER_LIP_INNER] - v[:, UPPER_LIP_INNER], axis=-1)
 
 
-def lip_sync(true_gap: np.ndarray, pred_gap: np.ndarray, mask=None, max_lag: int = 10) -> tuple[int, float]:
+def _flat(x: np.ndarray) -> bool:
+    """Constant up to rounding (a prediction that never moves has no correlation with anything)."""
+    return float(x.std()) <= 1e-9 * max(float(np.abs(x).mean()), 1e-12)
+
+
+def lip_sync(true_gap: np.ndarray, pred_gap: np.ndarray, mask=None, max_lag: int = 10) -> tuple[float, float]:
     """The lag (frames) that maximises the Pearson correlation between the predicted and the true
     inner-lip gap, and the correlation there. Positive lag: the prediction comes late (its frame
-    ``f + lag`` matches the truth's frame ``f``). Masked frames are left out of each correlation."""
+    ``f + lag`` matches the truth's frame ``f``). Masked frames are left out of each correlation.
+    Both are NaN when no lag gives a correlation (a prediction that never moves)."""
     t, p = np.asarray(true_gap, np.float64), np.asarray(pred_gap, np.float64)
     m = np.ones(len(t), bool) if mask is None else np.asarray(mask, bool)
-    best = (0, float("nan"))
+    best = (float("nan"), float("nan"))
     for lag in range(-max_lag, max_lag + 1):
         if lag >= 0:
             a, b, ok = t[:len(t) - lag], p[lag:], m[:len(m) - lag] & m[lag:]
         else:
             a, b, ok = t[-lag:], p[:lag], m[-lag:] & m[:lag]
-        if ok.sum() < 3 or a[ok].std() == 0 or b[ok].std() == 0:
+        if ok.sum() < 3 or _flat(a[ok]) or _flat(b[ok]):
             continue
         c = float(np.corrcoef(a[ok], b[ok])[0, 1])
         if not np.isfinite(best[1]) or c > best[1]:
@@ -157,7 +167,7 @@ def per_region(true, pred, mask=None, neutral=None) -> dict[str, dict[str, float
         tv, pv = _valid(t[:, ids], p[:, ids], mask)
         row["mean_vertex_error"] = float(np.linalg.norm(tv - pv, axis=-1).mean()) if tv.size else float("nan")
         if neutral is not None:
-            row["r2_absolute"] = r2_absolute(t[:, ids], p[:, ids], np.asarray(neutral)[ids], mask)
+            row["r2_absolute"] = r2_absolute(t[:, ids], p[:, ids], np.asarray(neutral)[..., ids, :], mask)
         out[name] = row
     return out
 

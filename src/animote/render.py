@@ -1,9 +1,16 @@
-"""Pictures: loss curves (more to come: 2D orthographic mesh projection, the mesh video)."""
+"""Pictures and videos: loss curves, meshes projected orthographically and drawn with
+MediaPipe's face-mesh connections (one frame, a per-vertex error map, an mp4 with the speech).
+The evaluation stage and ``animote animate`` share these."""
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
 
 from .util import atomic_path
 
@@ -12,11 +19,7 @@ def loss_curves(history: Sequence[Mapping[str, float]], path: str | Path, title:
                 baseline: float | None = None) -> None:
     """Training and validation loss per epoch (and validation R² on a second axis), as a PNG.
     ``baseline``: the validation loss of predicting the training mean offset, drawn as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for key, label in (("train_loss", "train loss"), ("val_loss", "validation loss")):
@@ -35,6 +38,191 @@ def loss_curves(history: Sequence[Mapping[str, float]], path: str | Path, title:
         ax2.set_ylabel("validation R² (offsets)")
         ax2.set_ylim(min(0.0, min(h.get("val_r2", 0.0) for h in history)), 1.0)
         ax2.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+# --- meshes in 2D (seed §3.1: orthographic projection) ------------------------------------------
+
+
+def _connections() -> dict[str, np.ndarray]:
+    """MediaPipe's face-mesh edge sets as (E, 2) arrays: the tessellation and the feature contours."""
+    from mediapipe.python.solutions import face_mesh_connections as fm
+
+    def arr(s):
+        return np.array(sorted(s), dtype=np.int64)
+
+    return {"tessellation": arr(fm.FACEMESH_TESSELATION), "lips": arr(fm.FACEMESH_LIPS),
+            "eyes": arr(fm.FACEMESH_LEFT_EYE | fm.FACEMESH_RIGHT_EYE),
+            "brows": arr(fm.FACEMESH_LEFT_EYEBROW | fm.FACEMESH_RIGHT_EYEBROW),
+            "oval": arr(fm.FACEMESH_FACE_OVAL)}
+
+
+@dataclass(frozen=True)
+class Frame2D:
+    """Orthographic projection: drop z, fit the mesh's x-y box (with a margin) into ``size``
+    pixels, the same box for every frame so motion shows. Meshes are in image orientation
+    (y down), as MediaPipe gives them."""
+
+    x0: float
+    y0: float
+    scale: float  # pixels per mesh unit
+    size: int
+
+    @classmethod
+    def around(cls, vertices: np.ndarray, size: int, margin: float = 0.12) -> "Frame2D":
+        v = np.asarray(vertices).reshape(-1, 3)
+        lo, hi = np.nanmin(v[:, :2], axis=0), np.nanmax(v[:, :2], axis=0)
+        span = float(max(hi - lo)) * (1 + 2 * margin)
+        centre = (lo + hi) / 2
+        return cls(float(centre[0] - span / 2), float(centre[1] - span / 2), size / max(span, 1e-9), size)
+
+    def __call__(self, vertices: np.ndarray) -> np.ndarray:
+        v = np.asarray(vertices)
+        return np.stack([(v[..., 0] - self.x0) * self.scale, (v[..., 1] - self.y0) * self.scale], axis=-1)
+
+
+_STYLE = (("tessellation", (185, 185, 185), 1), ("oval", (90, 90, 90), 1), ("brows", (40, 110, 200), 2),
+          ("eyes", (40, 140, 60), 2), ("lips", (200, 40, 40), 2))
+
+
+def draw_mesh(vertices: np.ndarray, frame: Frame2D, title: str = "", canvas: np.ndarray | None = None) -> np.ndarray:
+    """One mesh (468, 3) drawn with MediaPipe's face-mesh connections on a white RGB square."""
+    import cv2
+
+    img = np.full((frame.size, frame.size, 3), 255, np.uint8) if canvas is None else canvas
+    pts = np.round(frame(vertices) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
+    conns = _connections_cached()
+    for name, colour, width in _STYLE:
+        e = conns[name]
+        cv2.polylines(img, list(np.stack([pts[e[:, 0]], pts[e[:, 1]]], axis=1)), False, colour, width,
+                      cv2.LINE_AA, shift=4)
+    if title:
+        cv2.putText(img, title, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+@lru_cache(maxsize=1)
+def _connections_cached() -> dict[str, np.ndarray]:
+    return _connections()
+
+
+def render_video(panels: Iterable[Sequence[np.ndarray]], titles: Sequence[str], frame: Frame2D, fps: float,
+                 out: str | Path, audio: str | Path | None = None, n_frames: int | None = None,
+                 crf: int = 20) -> int:
+    """An mp4 (H.264, yuv420p; AAC audio muxed from ``audio`` when given) of meshes side by side:
+    ``panels`` yields, per frame, one (468, 3) mesh per title. Streams: memory does not grow with
+    the number of frames. Written atomically; returns the frames written."""
+    size = frame.size
+    width = size * len(titles)
+    with atomic_path(out) as tmp:
+        cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{size}", "-r", f"{fps:.6f}", "-i", "-"]
+        if audio is not None:
+            cmd += ["-i", str(audio), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k"]
+            if n_frames is not None:  # the audio track as long as the video, not longer
+                cmd += ["-t", f"{n_frames / fps:.6f}"]
+        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+                "-movflags", "+faststart", "-f", "mp4", str(tmp)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        written = 0
+        try:
+            for meshes in panels:
+                img = np.concatenate([draw_mesh(m, frame, t) for m, t in zip(meshes, titles)], axis=1)
+                proc.stdin.write(img.tobytes())
+                written += 1
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        err = proc.stderr.read().decode(errors="replace")
+        if proc.wait() != 0:
+            raise RuntimeError(f"ffmpeg failed writing {out}: {err[-400:]}")
+    return written
+
+
+# --- figures of one evaluation (seed Figs 5.2 and 5.3) ----------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def mesh_comparison(true: np.ndarray, pred: np.ndarray, path: str | Path, title: str) -> None:
+    """True and predicted mesh of one frame (468, 3, absolute), orthographic, side by side and
+    overlaid (seed Fig 5.2)."""
+    plt = _plt()
+    frame = Frame2D.around(np.stack([true, pred]), 400)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.3), dpi=100)
+    lips = _connections_cached()["lips"]
+    for ax, (name, verts, colour) in zip(axes, (("true", true, "tab:blue"), ("predicted", pred, "tab:red"))):
+        ax.imshow(draw_mesh(verts, frame))
+        ax.set_title(name)
+    p_t, p_p = frame(true), frame(pred)
+    ax = axes[2]
+    ax.scatter(p_t[:, 0], p_t[:, 1], s=2, c="tab:blue", label="true")
+    ax.scatter(p_p[:, 0], p_p[:, 1], s=2, c="tab:red", label="predicted")
+    for a, b in lips:
+        ax.plot(p_t[[a, b], 0], p_t[[a, b], 1], c="tab:blue", lw=0.8)
+        ax.plot(p_p[[a, b], 0], p_p[[a, b], 1], c="tab:red", lw=0.8)
+    ax.set_xlim(0, frame.size)
+    ax.set_ylim(frame.size, 0)
+    ax.set_title("overlaid")
+    ax.legend(loc="lower right", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def error_map(neutral: np.ndarray, error: np.ndarray, path: str | Path, title: str,
+              label: str = "mean vertex error (mesh units)") -> None:
+    """Per-vertex error drawn on the neutral mesh's orthographic projection (seed Fig 5.3)."""
+    plt = _plt()
+    frame = Frame2D.around(neutral, 400)
+    p = frame(neutral)
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=100)
+    tess = _connections_cached()["tessellation"]
+    for a, b in tess:
+        ax.plot(p[[a, b], 0], p[[a, b], 1], c="0.85", lw=0.4, zorder=0)
+    sc = ax.scatter(p[:, 0], p[:, 1], c=error, s=14, cmap="inferno_r", zorder=1)
+    fig.colorbar(sc, ax=ax, label=label, shrink=0.8)
+    ax.set_xlim(0, frame.size)
+    ax.set_ylim(frame.size, 0)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def lip_gap_plot(fps: float, true_gap: np.ndarray, pred_gap: np.ndarray, path: str | Path, title: str,
+                 mask: np.ndarray | None = None) -> None:
+    """The inner-lip gap over time, true and predicted: what lip sync looks like."""
+    plt = _plt()
+    t = np.arange(len(true_gap)) / fps
+    tg = np.where(mask, true_gap, np.nan) if mask is not None else true_gap
+    fig, ax = plt.subplots(figsize=(10, 3), dpi=100)
+    ax.plot(t, tg, lw=1, label="true")
+    ax.plot(t, pred_gap, lw=1, label="predicted")
+    ax.set_xlabel("time in the chunk (s)")
+    ax.set_ylabel("inner-lip gap (mesh units)")
+    ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:

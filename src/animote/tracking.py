@@ -204,3 +204,24 @@ def sweep_runs(uri: str, experiment_id: str) -> list[dict]:
                     "params": dict(run.data.params), "metrics": dict(run.data.metrics), "steps": history,
                     "artifacts": [a.path for a in client.list_artifacts(run.info.run_id)]})
     return out
+
+
+def log_to_run(tracking_uri: str, run_id: str, metrics: Mapping[str, float], artifacts: list,
+               artifact_path: str | None = None, tags: Mapping[str, str] | None = None) -> None:
+    """Add metrics (step 0, non-finite ones left out), tags and artifacts to an existing run, finished
+    or not: how the evaluation stage reports into the run its experiment trained in."""
+    from mlflow.entities import Metric
+
+    client = _client(tracking_uri)
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if _finite(v)]
+    for i in range(0, len(batch), 500):
+        _retry(lambda: client.log_batch(run_id, metrics=batch[i:i + 500]), f"log metrics {run_id}")
+    for k, v in (tags or {}).items():
+        _retry(lambda: client.set_tag(run_id, k, str(v)), f"tag {run_id}")
+    for path in artifacts:
+        if Path(path).is_dir():
+            _retry(lambda: client.log_artifacts(run_id, str(path), Path(path).name if artifact_path is None
+                                                else f"{artifact_path}/{Path(path).name}"), f"log {path}")
+        else:
+            _retry(lambda: client.log_artifact(run_id, str(path), artifact_path), f"log {path}")

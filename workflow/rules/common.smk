@@ -3,6 +3,7 @@ from types import SimpleNamespace
 import pandas as pd
 from snakemake.utils import validate
 
+from animote.baselines import baseline_set
 from animote.features import active_specs
 from animote.recordings import load_sheet
 from animote.train import needs_gpu, sweep_experiments
@@ -13,6 +14,7 @@ RECORDINGS = load_sheet(config["recordings"])
 FEATURES = active_specs(config["features"])  # role -> (cache key, spec)
 SWEEP = config["sweep"]["name"]
 EXPERIMENTS = sweep_experiments(config)  # name -> full training config
+BASELINES = baseline_set(EXPERIMENTS)  # name -> {kind, roles, label}
 
 
 wildcard_constraints:
@@ -22,6 +24,7 @@ wildcard_constraints:
     variant=r"[A-Za-z0-9_.+-]+",
     sweep=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     exp=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    baseline=r"mean_offset|ridge_[a-z-]+",
 
 
 def recording_source(wildcards):
@@ -95,7 +98,8 @@ def experiment_gpu(wildcards):
 
 def final_targets():
     return (
-        ["results/report/preprocess.tsv", f"results/train/{SWEEP}/sweep.tsv"]
+        ["results/report/preprocess.tsv"]
+        + expand("results/report/{sweep}/{table}.html", sweep=SWEEP, table=["sweep", "ablation", "features"])
         + expand("results/{rec}/mesh_{what}", rec=RECORDINGS.index, what=["summary.tsv", "preview.png"])
         + expand("results/{rec}/features.tsv", rec=RECORDINGS.index)
     )

@@ -57,7 +57,8 @@ rule train:
         model="results/train/{sweep}/{exp}/model.pt",
         run="results/train/{sweep}/{exp}/run.json",
         history="results/train/{sweep}/{exp}/history.tsv",
-        plot="results/train/{sweep}/{exp}/loss.png",
+        plot=report("results/train/{sweep}/{exp}/loss.png", caption="../report/loss.rst", category="Experiments",
+                    subcategory="{exp}", labels={"experiment": "{exp}", "figure": "loss curves"}),
     params:
         train=experiment_config,
     threads: config["train"]["threads"]

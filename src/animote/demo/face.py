@@ -11,6 +11,7 @@ mouth cavity is painted dark, as it is in a real open mouth.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -145,7 +146,7 @@ def render(rig: FaceRig, p: dict[str, float], head: np.ndarray) -> tuple[np.ndar
     """One frame: returns (RGB image, the moved landmarks in frame pixels)."""
     h, w = rig.image.shape[:2]
     inv = cv2.invertAffineTransform(head)
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gy, gx = _pixel_grid(h, w)
     # Frame pixel -> pixel of the expressive (unmoved head) face -> pixel of the still.
     hx = inv[0, 0] * gx + inv[0, 1] * gy + inv[0, 2]
     hy = inv[1, 0] * gx + inv[1, 1] * gy + inv[1, 2]
@@ -161,9 +162,21 @@ def render(rig: FaceRig, p: dict[str, float], head: np.ndarray) -> tuple[np.ndar
     gap = lower_edge[5, 1] - upper_edge[5, 1]
     if gap > 0.5:
         poly = np.concatenate([upper_edge, lower_edge[::-1]]) @ head[:, :2].T + head[:, 2]
-        mask = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(mask, [np.round(poly * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-        mask = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] / 255.0
-        cavity = np.array([45, 18, 22], np.float32)
-        frame = (frame.astype(np.float32) * (1 - mask) + cavity * mask).astype(np.uint8)
+        # Blend only around the mouth (the mask is 0 elsewhere): the same pixels, a tenth of the work.
+        x0, y0 = np.maximum(np.floor(poly.min(axis=0)).astype(int) - 4, 0)
+        x1, y1 = np.minimum(np.ceil(poly.max(axis=0)).astype(int) + 5, (w, h))
+        if x1 > x0 and y1 > y0:
+            mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+            cv2.fillPoly(mask, [np.round((poly - (x0, y0)) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+            mask = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] / 255.0
+            cavity = np.array([45, 18, 22], np.float32)
+            roi = frame[y0:y1, x0:x1]
+            frame[y0:y1, x0:x1] = (roi.astype(np.float32) * (1 - mask) + cavity * mask).astype(np.uint8)
     return frame, moved_px
+
+
+@functools.lru_cache(maxsize=4)
+def _pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    gy.flags.writeable = gx.flags.writeable = False
+    return gy, gx

@@ -1,0 +1,137 @@
+"""A trained model as a function: features in, mesh offsets out (the evaluation stage and
+``animote animate`` both use this; one code path).
+
+The network was trained on windows of ``train.window`` frames, so a longer sequence runs in
+windows of that length that overlap by ``overlap`` frames; in each overlap the two windows'
+predictions are crossfaded linearly. Memory is bounded by ``batch`` windows at a time, whatever
+the sequence's length; the output array itself is the only thing that grows with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from .train import load_checkpoint
+
+
+def window_plan(n: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, end) of the windows covering ``n`` frames: every ``window - overlap`` frames, the
+    last one ending at ``n`` (so none is padded unless ``n < window``)."""
+    if n <= 0:
+        return []
+    if n <= window:
+        return [(0, n)]
+    hop = window - overlap
+    if hop < 1:
+        raise ValueError(f"overlap ({overlap}) must be smaller than the window ({window})")
+    starts = list(range(0, n - window, hop)) + [n - window]
+    return [(s, s + window) for s in starts]
+
+
+def crossfade_weights(plan: list[tuple[int, int]], n: int) -> list[np.ndarray]:
+    """Per window, the weight of each of its frames: a linear ramp over the part shared with the
+    window before (up) and after (down); the weights of every frame sum to 1."""
+    out = []
+    for i, (s, e) in enumerate(plan):
+        w = np.ones(e - s, np.float32)
+        if i > 0 and plan[i - 1][1] > s:  # shared with the previous window: ramp up
+            k = plan[i - 1][1] - s
+            w[:k] = np.minimum(w[:k], (np.arange(k, dtype=np.float32) + 1) / (k + 1))
+        if i + 1 < len(plan) and plan[i + 1][0] < e:  # shared with the next: ramp down
+            k = e - plan[i + 1][0]
+            w[e - s - k:] = np.minimum(w[e - s - k:], 1 - (np.arange(k, dtype=np.float32) + 1) / (k + 1))
+        out.append(w)
+    total = np.zeros(n, np.float32)
+    for (s, e), w in zip(plan, out):
+        total[s:e] += w
+    return [w / total[s:e] for (s, e), w in zip(plan, out)]
+
+
+@dataclass
+class Predictor:
+    """A checkpoint loaded for inference. ``predict(features)`` takes each role's raw features
+    (frames, D_role) on the video frames, as the feature backends write them."""
+
+    model: torch.nn.Module
+    checkpoint: dict
+    device: str = "cpu"
+    overlap: int | None = None  # frames shared by consecutive windows; default: a quarter window
+    batch: int = 16  # windows per forward pass
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu", **kw) -> "Predictor":
+        model, ckpt = load_checkpoint(path, device)
+        return cls(model, ckpt, device, **kw)
+
+    @property
+    def roles(self) -> list[str]:
+        return list(self.checkpoint["roles"])
+
+    @property
+    def features(self) -> dict[str, dict]:
+        """role -> {cache_key, spec, dim}: the backends the model was trained on."""
+        return self.checkpoint["features"]
+
+    @property
+    def fps(self) -> float:
+        return float(self.checkpoint["fps"])
+
+    @property
+    def window(self) -> int:
+        return int(self.checkpoint["train_config"]["window"])
+
+    def neutral(self, recording: str | None = None) -> np.ndarray:
+        """A training recording's neutral mesh (468, 3); the first one when none is named."""
+        meshes = self.checkpoint["neutral"]
+        if recording is None:
+            recording = sorted(meshes)[0]
+        if recording not in meshes:
+            raise KeyError(f"the model holds no neutral mesh of recording {recording!r} (it has {sorted(meshes)})")
+        return meshes[recording].numpy()
+
+    def normalise(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        norm = self.checkpoint["normalisation"]
+        parts = []
+        n = {len(np.asarray(features[r])) for r in self.roles}
+        if len(n) != 1:
+            raise ValueError(f"feature roles have different frame counts: "
+                             f"{ {r: len(features[r]) for r in self.roles} }")
+        for r in self.roles:
+            x = np.asarray(features[r], np.float32)
+            if x.ndim != 2 or x.shape[1] != self.features[r]["dim"]:
+                raise ValueError(f"{r} features are {x.shape}, the model takes (frames, {self.features[r]['dim']}) "
+                                 f"from {self.features[r]['cache_key']}")
+            parts.append((x - norm[f"{r}_mean"].numpy()) / norm[f"{r}_std"].numpy())
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def denormalise(self, y: np.ndarray) -> np.ndarray:
+        norm = self.checkpoint["normalisation"]
+        return (y * norm["offset_scale"].numpy() + norm["offset_mean"].numpy()).astype(np.float32)
+
+    @torch.no_grad()
+    def predict_normalised(self, x: np.ndarray) -> np.ndarray:
+        """(T, D) normalised inputs -> (T, 468, 3) normalised offsets, windowed and crossfaded."""
+        n = len(x)
+        overlap = self.window // 4 if self.overlap is None else self.overlap
+        plan = window_plan(n, self.window, overlap)
+        weights = crossfade_weights(plan, n)
+        out = np.zeros((n, self.model.config.n_vertices, 3), np.float32)
+        for i in range(0, len(plan), self.batch):
+            part = plan[i:i + self.batch]
+            length = max(e - s for s, e in part)
+            xb = np.zeros((len(part), length, x.shape[1]), np.float32)
+            for j, (s, e) in enumerate(part):
+                xb[j, :e - s] = x[s:e]
+            y = self.model(torch.from_numpy(xb).to(self.device)).float().cpu().numpy()
+            for j, (s, e) in enumerate(part):
+                out[s:e] += y[j, :e - s] * weights[i + j][:, None, None]
+        return out
+
+    def predict(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Raw features per role -> offsets from the neutral mesh (T, 468, 3), in mesh units."""
+        return self.denormalise(self.predict_normalised(self.normalise(features)))

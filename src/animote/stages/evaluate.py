@@ -1,0 +1,252 @@
+"""Stage entry points of evaluation: one trained experiment on the test split, the baselines on
+the same split, and the sweep's report tables."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import tracking
+from ..baselines import fit_ridge
+from ..dataset import Dataset
+from ..evaluate import Split, load_split, per_vertex_error, predict_split, score, showcase_frame
+from ..metrics import inner_lip_gap
+from ..predict import Predictor
+from ..render import Frame2D, error_map, lip_gap_plot, mesh_comparison, render_video
+from ..util import atomic_path
+
+log = logging.getLogger(__name__)
+
+VIDEO_NAME = "test.mp4"
+# What each headline metric is, for table headers and captions (units: the mesh's, isotropic).
+METRICS = {
+    "loss": "test loss (the training loss, normalised offsets)",
+    "r2": "R² on offsets (motion from the neutral mesh; 0 = the test frames' mean offset)",
+    "r2_absolute": "the seed's R² on absolute vertex positions (inflated by the face's shape)",
+    "mse": "MSE of offsets (mesh units²)",
+    "lve": "lip vertex error: largest lip-vertex distance per frame, averaged (mesh units, not squared)",
+    "fdd": "upper-face dynamics deviation, true minus predicted (mesh units²)",
+    "lip_sync_lag": "lip-sync lag (frames; positive: prediction late)",
+    "lip_sync_corr": "inner-lip gap correlation at that lag",
+}
+
+
+def _write_json(path, data) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=1, default=float))
+
+
+def _regions_table(regions: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"region": k, **v} for k, v in regions.items()])
+
+
+def _write_scores(result: dict, out_json, out_regions) -> None:
+    _write_json(out_json, result)
+    with atomic_path(out_regions) as tmp:
+        _regions_table(result["regions"]).to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def video_page(folder: str | Path, title: str, caption: str) -> None:
+    """``index.html`` beside the video: what the report shows (Snakemake links videos, it does
+    not play them)."""
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:1em}} video{{max-width:100%;border:1px solid #ccc}}</style></head>
+<body><h2>{html.escape(title)}</h2>
+<video id="mesh-video" controls preload="metadata" src="{VIDEO_NAME}"></video>
+<p>{caption}</p></body></html>
+"""
+    (Path(folder) / "index.html").write_text(page)
+
+
+def evaluate_experiment(dataset_store: str | Path, model_path: str | Path, run_json: str | Path,
+                        chunk_dirs: Mapping[str, str], settings: Mapping[str, Any], name: str,
+                        out: Mapping[str, str | Path], threads: int | None = None) -> dict:
+    """Load the checkpoint, predict the test split, score it, draw it, and log it all into the
+    experiment's MLflow run. ``out``: metrics (json), regions (tsv), mesh, error_map, lip_gap
+    (png), video (a folder: the mp4 and its page)."""
+    t0 = time.perf_counter()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    dataset = Dataset(dataset_store)
+    predictor = Predictor.load(model_path, overlap=settings["overlap"])
+    ckpt = predictor.checkpoint
+    if ckpt["dataset_hash"] != dataset.hash:
+        raise ValueError(f"{model_path} was trained on dataset {ckpt['dataset_hash']}, but {dataset_store} is "
+                         f"{dataset.hash}: retrain it (snakemake reruns training when the dataset changes)")
+    split = load_split(dataset, settings["split"], predictor.roles)
+    pred = predict_split(split, predictor.predict)
+    train_cfg = ckpt["train_config"]
+    result = score(dataset, split, pred, train_cfg["window"], train_cfg["temporal_weight"], settings["max_lag"])
+    result.update({"experiment": name, "split": settings["split"], "roles": predictor.roles,
+                   "run_id": ckpt.get("run_id"), "best_epoch": ckpt.get("best_epoch"),
+                   "train_metrics": ckpt.get("metrics", {})})
+    _write_scores(result, out["metrics"], out["regions"])
+    s = result["summary"]
+    log.info("experiment '%s' on %d %s frames: %s", name, s["frames"], settings["split"],
+             ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k != "frames"))
+
+    # pictures: one frame (the widest true mouth of the first chunk), per-vertex error, lip gap
+    f = showcase_frame(split, 0)
+    rec, ch = split.names[0]
+    mesh_comparison(split.neutral[f] + split.offsets[f], split.neutral[f] + pred[f], out["mesh"],
+                    f"{name}: {rec}/{ch} frame {f - split.bounds[0][0]} (widest true mouth)")
+    error_map(dataset.neutral[split.names[0][0]], per_vertex_error(split, pred), out["error_map"],
+              f"{name}: mean vertex error over the {settings['split']} frames")
+    c = split.chunk(0)
+    lip_gap_plot(dataset.fps, inner_lip_gap(split.offsets[c], split.neutral[c]), inner_lip_gap(pred[c], split.neutral[c]),
+                 out["lip_gap"], f"{name}: inner-lip gap, {rec}/{ch} (lag {s['lip_sync_lag']:+.0f} frames, "
+                 f"r {s['lip_sync_corr']:.2f} over the split)", split.mask[c])
+    video_seconds = render_test_video(split, pred, dataset.fps, chunk_dirs, settings, name, out["video"], s)
+    log.info("experiment '%s': pictures and a %.1f s video in %.1f s", name, video_seconds, time.perf_counter() - t0)
+
+    info = json.loads(Path(run_json).read_text())
+    tracking.log_to_run(info["tracking_uri"], info["run_id"],
+                        {f"{settings['split']}_{k}": v for k, v in s.items()}
+                        | {f"{settings['split']}_{k}_{region}": row[k] for region, row in result["regions"].items()
+                           for k in ("r2", "mse")},
+                        [out["metrics"], out["regions"], out["mesh"], out["error_map"], out["lip_gap"], out["video"]],
+                        artifact_path="evaluation", tags={"animote.evaluated_split": settings["split"]})
+    return result
+
+
+def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Mapping[str, str],
+                      settings: Mapping[str, Any], name: str, folder: str | Path, summary: Mapping) -> float:
+    """The first chunk of the split: truth and prediction side by side, with the chunk's audio."""
+    rec, ch = split.names[0]
+    c = split.chunk(0)
+    n = c.stop - c.start
+    if settings["video_seconds"]:
+        n = min(n, int(round(settings["video_seconds"] * fps)))
+    true_v = split.neutral[c][:n] + split.offsets[c][:n]
+    pred_v = split.neutral[c][:n] + pred[c][:n]
+    frame = Frame2D.around(np.concatenate([true_v[split.mask[c][:n]], pred_v]), settings["video_size"])
+    audio = Path(chunk_dirs[rec]) / f"{ch}.wav"
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        render_video(((true_v[i], pred_v[i]) for i in range(n)), ("tracked (truth)", f"predicted: {name}"),
+                     frame, fps, tmp / VIDEO_NAME, audio=audio, n_frames=n)
+        video_page(tmp, f"{name}: test chunk {rec}/{ch}",
+                   f"Left: the mesh MediaPipe tracked in the video (the truth); right: the mesh {html.escape(name)} "
+                   f"predicted from the audio alone; both on the recording's neutral mesh, projected "
+                   f"orthographically. Sound: the chunk's own audio. {n} frames at {fps:g} fps. "
+                   f"Over the {settings['split']} split: R² (offsets) {summary['r2']:.3f}, lip-sync lag "
+                   f"{summary['lip_sync_lag']:+.0f} frames (r {summary['lip_sync_corr']:.2f}).")
+    return n / fps
+
+
+def evaluate_baseline(dataset_store: str | Path, baseline: str, roles: Sequence[str], train: Mapping[str, Any],
+                      settings: Mapping[str, Any], out_json: str | Path, out_regions: str | Path) -> dict:
+    """``mean_offset``, or ``ridge`` on ``roles``: fitted on the training split (ridge's alpha on
+    validation), scored on the evaluation split by the same code as the network."""
+    dataset = Dataset(dataset_store)
+    split = load_split(dataset, settings["split"], roles)
+    info: dict[str, Any] = {"baseline": baseline, "roles": list(roles), "split": settings["split"]}
+    if baseline == "mean_offset":
+        pred = np.broadcast_to(dataset.norm["offset_mean"], split.offsets.shape).astype(np.float32)
+    elif baseline == "ridge":
+        r = settings["ridge"]
+        ridge = fit_ridge(dataset.sequences("train", roles), dataset.sequences("validation", roles),
+                          r["context"], r["alphas"])
+        info.update(alpha=ridge.alpha, context=ridge.context, validation_mse=ridge.validation_mse)
+        x = {role: split.features[role] for role in roles}
+        norm_in = dataset.normalise_inputs(x, roles)
+        from ..dataset import Sequences
+
+        seq = Sequences(norm_in, np.zeros_like(split.offsets), split.mask, split.bounds, [])
+        pred = dataset.denormalise_targets(ridge.predict(seq))
+        log.info("ridge on %s: alpha %g chosen on validation (MSE per alpha: %s)", "+".join(roles), ridge.alpha,
+                 ", ".join(f"{a:g}: {m:.4f}" for a, m in ridge.validation_mse.items()))
+    else:
+        raise ValueError(f"unknown baseline {baseline!r} (mean_offset or ridge)")
+    result = score(dataset, split, pred, train["window"], train["temporal_weight"], settings["max_lag"])
+    result.update(info)
+    _write_scores(result, out_json, out_regions)
+    log.info("baseline %s (%s): %s", baseline, "+".join(roles),
+             ", ".join(f"{k} {v:.4g}" for k, v in result["summary"].items()))
+    return result
+
+
+R2_NOTE = ("R² (offsets) measures the motion from the neutral mesh: 0 is predicting the test frames' mean "
+           "offset, 1 is perfect. The seed's R² on absolute vertex positions is shown beside it, as the seed "
+           "reported it: the spread of the vertices across the face dominates its denominator. Read the "
+           "offsets column.")
+DIGITS = {"test R² (absolute, the seed's)": ".6f", "lip-sync lag (frames)": "+.0f"}
+
+
+def sweep_report(sweep: str, names: Sequence[str], configs: Mapping[str, Mapping], defaults: Mapping[str, Any],
+                 evaluations: Sequence, baselines: Mapping[str, str], parent_json: str | Path,
+                 out: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
+    """The sweep table (Fig 4.3 columns, honest metrics, baselines as rows), the ablation table
+    (Fig 4.4) and the features table per region; TSV, HTML and Markdown; logged into the sweep's
+    parent run. ``baselines``: label -> metrics json."""
+    from ..report import ablation_table, features_table, html_page, markdown_table, sweep_table
+
+    experiments = {}
+    for name, eval_json in zip(names, evaluations):
+        ev = json.loads(Path(eval_json).read_text())
+        experiments[name] = {"config": configs[name], "train": ev["train_metrics"], "test": ev["summary"],
+                             "regions": ev["regions"]}
+    base = {label: {**(b := json.loads(Path(path).read_text())), "test": b["summary"]}
+            for label, path in baselines.items()}
+    sweep_df = sweep_table(experiments, base)
+    ablation_df = ablation_table(experiments, defaults, base)
+    features_df, answer = features_table(experiments, base, defaults)
+
+    best_net = max(experiments, key=lambda n: experiments[n]["test"]["r2"])
+    ridge = {k: v for k, v in base.items() if "ridge" in k}
+    verdict = [f"Best network on the test split: {best_net}, R² (offsets) {experiments[best_net]['test']['r2']:.3f}."]
+    if ridge:
+        best_ridge = max(ridge, key=lambda k: ridge[k]["test"]["r2"])
+        r_r2 = ridge[best_ridge]["test"]["r2"]
+        beaten = [n for n, e in experiments.items() if e["test"]["r2"] < r_r2]
+        verdict.append(f"The best ridge baseline, {best_ridge.removeprefix('baseline: ')}, reaches {r_r2:.3f}: " +
+                       ("it beats every network of the sweep." if len(beaten) == len(experiments) else
+                        f"it beats {len(beaten)} of the {len(experiments)} networks ({', '.join(beaten)})."
+                        if beaten else "every network beats it."))
+    if "baseline: mean offset" in base:
+        mean_abs = base["baseline: mean offset"]["test"]["r2_absolute"]
+        verdict.append(f"The mean-offset baseline's R² on absolute positions is {mean_abs:.6f} and on offsets "
+                       f"{base['baseline: mean offset']['test']['r2']:.3f}: the seed's absolute R² cannot tell a "
+                       f"face that moves right from one that does not move.")
+    n_base = len(base)
+    pages = {
+        "sweep": (f"Sweep {sweep}: every experiment and the baselines on the test split", sweep_df,
+                  [*verdict, R2_NOTE, "Train and validation loss are at each experiment's best epoch (lowest "
+                   "validation loss). LVE: per frame the largest lip-vertex distance, averaged (not squared as "
+                   "CodeTalker does), in thousandths of the image width. FDD: upper-face dynamics deviation, "
+                   "true minus predicted (positive: the prediction's brows and eyes move less). "
+                   "Italic rows are baselines, fitted on the training split and scored by the same code."],
+                  list(range(len(sweep_df) - n_base, len(sweep_df)))),
+        "ablation": (f"Sweep {sweep}: ablations (seed Fig 4.4)", ablation_df,
+                     ["Each experiment against the `train:` defaults; ΔR² is its test R² (offsets) minus the "
+                      "one of the experiment that changes nothing. Italic rows: the ridge baselines, for scale."],
+                     [i for i, e in enumerate(ablation_df["experiment"]) if e.startswith("baseline: ")]),
+        "features": (f"Sweep {sweep}: which features help where (test R² on offsets per region)", features_df,
+                     [answer, "Regions are MediaPipe face-mesh index sets (animote.metrics.regions)."], []),
+    }
+    for key, (title, df, paras, base_rows) in pages.items():
+        with atomic_path(out[f"{key}_tsv"]) as tmp:
+            df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+        with atomic_path(out[f"{key}_html"]) as tmp:
+            Path(tmp).write_text(html_page(title, df, paras, f"{key}-table", base_rows, DIGITS))
+    with atomic_path(out["markdown"]) as tmp:
+        Path(tmp).write_text("\n".join(f"## {title}\n\n" + "\n\n".join(paras) + "\n\n" + markdown_table(df, DIGITS)
+                                       for title, df, paras, _ in pages.values()))
+    parent = json.loads(Path(parent_json).read_text())
+    tracking.log_to_run(parent["tracking_uri"], parent["run_id"],
+                        {f"{n}.test_r2": e["test"]["r2"] for n, e in experiments.items()}
+                        | {re.sub(r"[^\w.\- /]", "_", k) + ".test_r2": b["test"]["r2"] for k, b in base.items()},
+                        [out[k] for k in out], artifact_path="report")
+    log.info("sweep '%s': %s", sweep, " ".join(verdict))
+    return {"sweep": sweep_df, "ablation": ablation_df, "features": features_df}

@@ -1,0 +1,86 @@
+# Evaluation: every experiment and the baselines on the same split, then the sweep's report.
+# `snakemake --report results/report.zip` gathers what is marked with report() below.
+
+
+rule evaluate_baseline:
+    input:
+        dataset="results/dataset/dataset.zarr",
+    output:
+        metrics="results/baselines/{baseline}/metrics.json",
+        regions="results/baselines/{baseline}/regions.tsv",
+    params:
+        kind=lambda wc: BASELINES[wc.baseline]["kind"],
+        roles=lambda wc: BASELINES[wc.baseline]["roles"],
+        train={k: config["train"][k] for k in ("window", "temporal_weight")},  # for the test loss
+        evaluate=config["evaluate"],
+    log:
+        "results/logs/evaluate_baseline/{baseline}.log",
+    benchmark:
+        "results/benchmarks/evaluate_baseline/{baseline}.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/evaluate_baseline.py"
+
+
+rule evaluate:
+    input:
+        dataset="results/dataset/dataset.zarr",
+        model="results/train/{sweep}/{exp}/model.pt",
+        run="results/train/{sweep}/{exp}/run.json",
+        chunks=expand("results/{rec}/chunks", rec=RECORDINGS.index),
+    output:
+        metrics="results/evaluate/{sweep}/{exp}/metrics.json",
+        regions="results/evaluate/{sweep}/{exp}/regions.tsv",
+        mesh=report("results/evaluate/{sweep}/{exp}/mesh.png", caption="../report/mesh.rst",
+                    category="Experiments", subcategory="{exp}", labels={"experiment": "{exp}", "figure": "mesh"}),
+        error_map=report("results/evaluate/{sweep}/{exp}/error_map.png", caption="../report/error_map.rst",
+                         category="Experiments", subcategory="{exp}",
+                         labels={"experiment": "{exp}", "figure": "error map"}),
+        lip_gap=report("results/evaluate/{sweep}/{exp}/lip_gap.png", caption="../report/lip_gap.rst",
+                       category="Experiments", subcategory="{exp}", labels={"experiment": "{exp}", "figure": "lip gap"}),
+        video=report(directory("results/evaluate/{sweep}/{exp}/video"), htmlindex="index.html",
+                     caption="../report/video.rst", category="Experiments", subcategory="{exp}",
+                     labels={"experiment": "{exp}", "figure": "video"}),
+    params:
+        evaluate=config["evaluate"],
+        chunk_dirs=lambda wc, input: dict(zip(RECORDINGS.index, input.chunks)),
+    threads: config["train"]["threads"]
+    log:
+        "results/logs/evaluate/{sweep}/{exp}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{sweep}/{exp}.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule sweep_report:
+    input:
+        parent="results/train/{sweep}/parent_run.json",
+        summary="results/train/{sweep}/sweep.tsv",  # the parent run's training summary comes first
+        evaluations=expand("results/evaluate/{{sweep}}/{exp}/metrics.json", exp=EXPERIMENTS),
+        baselines=expand("results/baselines/{baseline}/metrics.json", baseline=BASELINES),
+    output:
+        sweep_html=report("results/report/{sweep}/sweep.html", caption="../report/sweep.rst", category="Sweep",
+                          labels={"table": "sweep"}),
+        ablation_html=report("results/report/{sweep}/ablation.html", caption="../report/ablation.rst",
+                             category="Sweep", labels={"table": "ablation"}),
+        features_html=report("results/report/{sweep}/features.html", caption="../report/features.rst",
+                             category="Sweep", labels={"table": "features"}),
+        sweep_tsv="results/report/{sweep}/sweep.tsv",
+        ablation_tsv="results/report/{sweep}/ablation.tsv",
+        features_tsv="results/report/{sweep}/features.tsv",
+        markdown="results/report/{sweep}/tables.md",
+    params:
+        configs=EXPERIMENTS,
+        defaults=config["train"],
+        baselines={b["label"]: f"results/baselines/{name}/metrics.json" for name, b in BASELINES.items()},
+    log:
+        "results/logs/sweep_report/{sweep}.log",
+    localrule: True
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/sweep_report.py"
