@@ -39,10 +39,7 @@ def loss_curves(history: Sequence[Mapping[str, float]], path: str | Path, title:
         ax2.set_ylim(min(0.0, min(h.get("val_r2", 0.0) for h in history)), 1.0)
         ax2.legend(loc="upper center", fontsize=8)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 # --- meshes in 2D (seed §3.1: orthographic projection) ------------------------------------------
@@ -146,6 +143,16 @@ def render_video(panels: Iterable[Sequence[np.ndarray]], titles: Sequence[str], 
 # --- figures of one evaluation (seed Figs 5.2 and 5.3) ----------------------------------------
 
 
+def _save(fig, path: str | Path) -> None:
+    """Lay out, write atomically as PNG, and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
 def _plt():
     import matplotlib
 
@@ -181,10 +188,7 @@ def mesh_comparison(true: np.ndarray, pred: np.ndarray, path: str | Path, title:
         ax.set_yticks([])
         ax.set_aspect("equal")
     fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def error_map(neutral: np.ndarray, error: np.ndarray, path: str | Path, title: str,
@@ -205,10 +209,7 @@ def error_map(neutral: np.ndarray, error: np.ndarray, path: str | Path, title: s
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, path)
 
 
 def lip_gap_plot(fps: float, true_gap: np.ndarray, pred_gap: np.ndarray, path: str | Path, title: str,
@@ -224,7 +225,4 @@ def lip_gap_plot(fps: float, true_gap: np.ndarray, pred_gap: np.ndarray, path: s
     ax.set_ylabel("inner-lip gap (mesh units)")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    _save(fig, path)
