@@ -79,8 +79,8 @@ def baseline_set(experiments) -> dict[str, dict]:
     """The baselines a sweep is compared with: the mean offset, and ridge on each feature-role set
     its experiments use. name (a file-name-safe key) -> {kind, roles, label}."""
     role_sets = list(dict.fromkeys(tuple(cfg["roles"]) for cfg in experiments.values()))
-    out = {"mean_offset": {"kind": "mean_offset", "roles": list(role_sets[0]) if role_sets else [],
-                           "label": "baseline: mean offset"}}
+    # the mean offset reads no feature: nothing about the experiments may change it
+    out = {"mean_offset": {"kind": "mean_offset", "roles": [], "label": "baseline: mean offset"}}
     for roles in role_sets:
         out[f"ridge_{'-'.join(roles)}"] = {"kind": "ridge", "roles": list(roles),
                                            "label": f"baseline: ridge ({'+'.join(roles)})"}
