@@ -14,6 +14,7 @@ import json
 import logging
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -70,6 +71,11 @@ def _smooth_steps(times: np.ndarray, starts, ends, values, sigma_s: float, grid_
     return np.interp(times, np.arange(n) * grid_dt, sig)
 
 
+def _render_frame(rig, f, mouth_open, lip_width, smile, brow, roll, tx, ty, scale):
+    p = {"mouth_open": mouth_open[f], "lip_width": lip_width[f], "smile": smile[f], "brow": brow[f]}
+    return face.render(rig, p, face.head_matrix(rig, roll[f], tx[f], ty[f], scale[f]))
+
+
 def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str | Path,
               params: DemoParams) -> None:
     """Write the demo mp4, its per-frame ground truth (TSV) and its events (claps, sentences; JSON)."""
@@ -95,9 +101,11 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
     claps.append(t)
     t += 0.8
     n_between = max(0, params.n_claps - 1)
-    for i, ((audio, a_sr, ph), text, style) in enumerate(zip(spoken, texts, styles)):
+    with ThreadPoolExecutor(2) as pool:  # each restyle is an ffmpeg process
+        restyled = list(pool.map(lambda a: speech.restyle(a[0][0], a[0][1], params.styles[a[1]], sr),
+                                 zip(spoken, styles)))
+    for i, ((audio, a_sr, ph), y, text, style) in enumerate(zip(spoken, restyled, texts, styles)):
         st = params.styles[style]
-        y = speech.restyle(audio, a_sr, st, sr)
         y = y / (np.abs(y).max() + 1e-9) * params.speech_peak * 10 ** (st.gain_db / 20)
         pieces.append((t, y))
         dur = len(y) / sr
@@ -172,16 +180,24 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{params.width}x{params.height}", "-r", str(fps),
                "-i", "-", "-f", "f32le", "-ar", str(sr), "-ac", "1", "-i", str(wav),
-               "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "veryfast", "-crf", str(params.crf),
+               "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "superfast", "-crf", str(params.crf),
                "-pix_fmt", "yuv420p", "-g", str(2 * fps), "-c:a", "aac", "-b:a", "128k",
                "-movflags", "+faststart", "-f", "mp4", str(out)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        for f in range(n_frames):
-            p = {"mouth_open": mouth_open[f], "lip_width": lip_width[f], "smile": smile[f], "brow": brow[f]}
-            frame, moved = face.render(rig, p, face.head_matrix(rig, roll[f], tx[f], ty[f], scale[f]))
-            gap_px[f] = np.linalg.norm(moved[14] - moved[13])
-            width_px[f] = np.linalg.norm(moved[291] - moved[61])
-            proc.stdin.write(frame.tobytes())
+
+        # Two renderers in threads (OpenCV and numpy release the GIL) keep the encoder fed.
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(_render_frame, rig, f, mouth_open, lip_width, smile, brow, roll, tx, ty, scale)
+                       for f in range(min(4, n_frames))]
+            for f in range(n_frames):
+                frame, moved = futures[f].result()
+                futures[f] = None
+                if f + 4 < n_frames:
+                    futures.append(pool.submit(_render_frame, rig, f + 4, mouth_open, lip_width, smile, brow, roll,
+                                               tx, ty, scale))
+                gap_px[f] = np.linalg.norm(moved[14] - moved[13])
+                width_px[f] = np.linalg.norm(moved[291] - moved[61])
+                proc.stdin.write(frame.tobytes())
         proc.stdin.close()
         if proc.wait() != 0:
             raise RuntimeError(f"ffmpeg failed writing the demo: {proc.stderr.read().decode()[-400:]}")

@@ -50,28 +50,34 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def synthesize(texts: list[str], workdir: Path) -> list[tuple[np.ndarray, int, pd.DataFrame]]:
-    """Run festival once over all ``texts``; returns (audio, sample_rate, phones) per text.
-    ``phones`` has columns start, end (s) and phone."""
+def synthesize(texts: list[str], workdir: Path, processes: int = 2) -> list[tuple[np.ndarray, int, pd.DataFrame]]:
+    """Run festival over all ``texts`` (split over ``processes`` festival processes at once);
+    returns (audio, sample_rate, phones) per text. ``phones`` has columns start, end (s) and phone."""
     workdir.mkdir(parents=True, exist_ok=True)
-    lines = [f"({FESTIVAL_VOICE})"]
-    for i, text in enumerate(texts):
-        lines.append(f"(set! utt (Utterance Text {_scheme_string(text)}))")
-        lines.append("(utt.synth utt)")
-        lines.append(f'(utt.save.wave utt "{workdir}/s{i:03d}.wav" \'riff)')
-        lines.append(f'(utt.save.segs utt "{workdir}/s{i:03d}.segs")')
-    script = workdir / "synth.scm"
-    script.write_text("\n".join(lines) + "\n")
-    try:
-        proc = subprocess.run(["festival", "-b", str(script)], capture_output=True)
-    except FileNotFoundError as exc:
-        raise RuntimeError("festival is not installed: run scripts/bootstrap.sh (Debian packages "
-                           "festival and festvox-us-slt-hts)") from exc
+    groups = [list(range(len(texts)))[k::max(1, processes)] for k in range(max(1, processes))]
+    procs = []
+    for g, idx in enumerate(g for g in groups if g):
+        lines = [f"({FESTIVAL_VOICE})"]
+        for i in idx:
+            lines.append(f"(set! utt (Utterance Text {_scheme_string(texts[i])}))")
+            lines.append("(utt.synth utt)")
+            lines.append(f'(utt.save.wave utt "{workdir}/s{i:03d}.wav" \'riff)')
+            lines.append(f'(utt.save.segs utt "{workdir}/s{i:03d}.segs")')
+        script = workdir / f"synth{g}.scm"
+        script.write_text("\n".join(lines) + "\n")
+        try:
+            with open(workdir / f"synth{g}.log", "w") as err:  # a file: a full pipe cannot stall festival
+                procs.append((subprocess.Popen(["festival", "-b", str(script)], stdout=subprocess.DEVNULL,
+                                               stderr=err), workdir / f"synth{g}.log"))
+        except FileNotFoundError as exc:
+            raise RuntimeError("festival is not installed: run scripts/bootstrap.sh (Debian packages "
+                               "festival and festvox-us-slt-hts)") from exc
+    errors = [(p.wait(), log.read_text()) for p, log in procs]
     out = []
     for i in range(len(texts)):
         wav, segs = workdir / f"s{i:03d}.wav", workdir / f"s{i:03d}.segs"
-        if proc.returncode != 0 or not wav.exists():
-            raise RuntimeError(f"festival failed on {texts[i]!r}: {proc.stderr.decode()[-400:]}")
+        if any(rc != 0 for rc, _ in errors) or not wav.exists():
+            raise RuntimeError(f"festival failed on {texts[i]!r}: {' '.join(e for _, e in errors)[-400:]}")
         audio, sr = sf.read(wav, dtype="float32")
         rows, prev = [], 0.0
         for line in segs.read_text().splitlines():
