@@ -5,7 +5,7 @@ import pytest
 
 from animote import RecordingError
 from animote.claps import clean_to_raw, detect_claps, plan_cuts, splice_audio
-from animote.demo import speech
+from animote.demo import clapset, speech
 from animote.media import frame_to_sample
 
 SR = 16000
@@ -46,12 +46,79 @@ def test_claps_found_in_pauses_and_over_speech(spoken, clap_params):
     assert np.abs(np.sort(found) - np.sort(times)).max() < 0.01
 
 
-def test_threshold_comes_from_the_params(spoken, clap_params):
+def test_level_threshold_is_relative_to_the_recordings_quiet_level(spoken, clap_params):
     rng = np.random.default_rng(2)
-    track = _mix(spoken, [1.0], rng, peak=0.12)  # a distant clap, about -18 dBFS
-    lenient = dataclasses.replace(clap_params, threshold_dbfs=-30)
-    assert len(detect_claps(track, SR, clap_params)) == 0
-    assert np.abs(detect_claps(track, SR, lenient) - 1.0).min() < 0.01
+    # a distant clap (peak 0.12, under the speech's 0.5) in the pause before the speech
+    track = _mix(spoken, [0.3], rng, peak=0.12) + rng.normal(scale=1e-4, size=len(_mix(spoken, [], rng)))
+    strict = dataclasses.replace(clap_params, min_over_floor_db=90)  # it stands about 60 dB over the noise
+    found = detect_claps(track, SR, clap_params)
+    assert len(found) == 1 and abs(found[0] - 0.3) < 0.01
+    assert len(detect_claps(track, SR, strict)) == 0
+    for gain in (10 ** (-30 / 20), 4.0):  # the same recording 30 dB quieter, and clipped
+        found = detect_claps(np.clip(track * gain, -1, 1).astype(np.float32), SR, clap_params)
+        assert len(found) == 1 and abs(found[0] - 0.3) < 0.01
+
+
+def _assert_exact(found, truth):
+    assert len(found) == len(truth), (found, truth)
+    assert np.abs(np.sort(found) - np.sort(truth)).max() < 0.05, (found, truth)
+
+
+@pytest.fixture(scope="module")
+def male_voice(tmp_path_factory):
+    """espeak-ng's male US voice on sentences full of sibilants and plosives."""
+    texts = ["She sells sea shells by the sea shore.", "Press the pants and sew a button on the vest.",
+             "Stop the cat from scratching the post."]
+    return clapset.say(texts, "espeak-us-m", tmp_path_factory.mktemp("espeak"))
+
+
+def _hp_peak(x):
+    from scipy import signal
+
+    sos = signal.butter(4, 2000, btype="highpass", fs=SR, output="sos")
+    return np.abs(signal.sosfiltfilt(sos, x.astype(np.float64))).max()
+
+
+def test_hot_microphone_consonants_louder_than_the_claps_are_not_claps(male_voice, clap_params):
+    case = clapset.Case("hot", "espeak-us-m", [], [("clap", -10, 0.5), ("clap", -12, 0.3), ("clap", -9, 1.0)],
+                        gain_db=-3, hot_db=12)
+    rec = clapset.build(case, male_voice)
+    speech_only = clapset.build(dataclasses.replace(case, events=[]), male_voice)
+    loudest_clap = max(_hp_peak(rec.audio[int(t * SR):int((t + 0.06) * SR)]) for t in rec.claps_s)
+    assert _hp_peak(speech_only.audio) > loudest_clap  # the case the level detector failed
+    _assert_exact(detect_claps(rec.audio, SR, clap_params), rec.claps_s)
+
+
+def test_soft_clap_20_db_under_the_speech_in_a_pause(spoken, clap_params):
+    case = clapset.Case("soft", "slt", [], [("clap", -20, 0.6)], gain_db=-6)
+    rec = clapset.build(case, spoken)
+    _assert_exact(detect_claps(rec.audio, SR, clap_params), rec.claps_s)
+
+
+def test_clap_right_after_a_loud_consonant(male_voice, clap_params):
+    # "...on the vest." ends on a sibilant and a burst; the clap comes 0.2 s later, both loud
+    case = clapset.Case("close", "espeak-us-m", [], [("clap", 0, 0.2), ("clap", -2, 0.2)], gain_db=0, hot_db=6)
+    rec = clapset.build(case, male_voice[1:])
+    _assert_exact(detect_claps(rec.audio, SR, clap_params), rec.claps_s)
+
+
+def test_no_clap_means_no_cut_and_other_transients_are_not_claps(male_voice, clap_params):
+    case = clapset.Case("none", "espeak-us-m", [], [("click", 6, 0.5), ("thump", 6, 0.5), ("cough", 0, 0.5)],
+                        gain_db=-1, hot_db=12)
+    rec = clapset.build(case, male_voice)
+    found = detect_claps(rec.audio, SR, clap_params)
+    assert len(found) == 0, found
+    cuts, kept = plan_cuts(found, int(len(rec.audio) / SR * 30), 30.0, clap_params, "none")
+    assert cuts.empty and len(kept) == 1
+
+
+def test_a_rejected_candidate_cannot_hide_a_clap_beside_it(male_voice, clap_params):
+    # a cough 0.3 s before a clap, louder than it: the spacing rule sees only claps
+    case = clapset.Case("hidden", "espeak-us-m", [], [("cough", 6, 0.2), ("clap", -3, 0.06, True)], gain_db=-6)
+    rec = clapset.build(case, male_voice[:2])
+    cough_at = rec.others_s[0][1]
+    assert 0 < rec.claps_s[0] - cough_at < clap_params.min_spacing_s
+    _assert_exact(detect_claps(rec.audio, SR, clap_params), rec.claps_s)
 
 
 def test_cuts_are_whole_frames_and_account_for_every_frame(clap_params):

@@ -17,7 +17,7 @@ def test_default_config_is_valid_and_typed():
 
 
 @pytest.mark.parametrize("override, key", [
-    ({"claps": {"threshold_dbfs": "loud"}}, "claps.threshold_dbfs"),
+    ({"claps": {"min_rise_db": "loud"}}, "claps.min_rise_db"),
     ({"chunks": {"length_s": -5}}, "chunks.length_s"),
     ({"audio": {"sample_rate": 44100}}, "audio.sample_rate"),
     ({"demo": {"styles": {"angry": {"pitch": 1.0}}}}, "demo.styles.angry"),
@@ -36,11 +36,19 @@ def test_unknown_key_is_rejected(tmp_path):
         config.load(DEFAULT, p, schema=SCHEMA)
 
 
+def test_renamed_key_says_what_replaced_it(tmp_path):
+    p = tmp_path / "old.yaml"
+    p.write_text(yaml.safe_dump({"claps": {"threshold_dbfs": -12, "min_onset_ratio": 4}}))
+    with pytest.raises(ValueError, match=r"claps\.threshold_dbfs' is no longer read.*min_over_floor_db") as err:
+        config.load(DEFAULT, p, schema=SCHEMA)
+    assert "renamed claps.min_rise_db" in str(err.value)
+
+
 def test_workflow_validates_config_before_any_rule(tmp_path):
-    wd = workspace(tmp_path, {"claps": {"threshold_dbfs": 6}})
+    wd = workspace(tmp_path, {"claps": {"threshold_dbfs": 6}})  # a key of an older animote
     proc = snakemake(wd, "-n", check=False)
     assert proc.returncode != 0
-    assert "threshold_dbfs" in proc.stdout + proc.stderr
+    assert "claps.threshold_dbfs' is no longer read" in proc.stdout + proc.stderr
     assert not (wd / "results").exists()
 
 

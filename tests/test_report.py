@@ -60,7 +60,7 @@ def test_report_zip_holds_the_tables_and_the_video_page(served_report):
     _, names = served_report
     base = {n.rsplit("/", 1)[-1] for n in names}
     assert {"report.html", "sweep.html", "ablation.html", "features.html", "index.html", "test.mp4", "mesh.png",
-            "error_map.png", "lip_gap.png", "loss.png"} <= base
+            "error_map.png", "lip_gap.png", "loss.png", "claps.png"} <= base
 
 
 def test_report_in_a_browser_shows_the_sweep_table_and_plays_the_video(served_report, default_demo):

@@ -50,6 +50,9 @@ def test_every_clap_found_within_50ms_and_nothing_else(demo_run):
     truth = np.array(events["claps_s"])
     assert len(found) == len(truth) >= 3
     assert np.abs(np.sort(found) - np.sort(truth)).max() < 0.05
+    report = pd.read_csv(demo_run / "results/report/preprocess.tsv", sep="\t").set_index("recording")
+    assert report.loc["demo", "claps"] == len(truth) and report.loc["demo", "cut_frames"] == cuts.n_frames.sum()
+    assert (demo_run / "results/demo/claps.png").read_bytes()[:4] == b"\x89PNG"  # to check the cuts by eye
 
 
 def _envelope(wav, sr, fps, n):

@@ -1,10 +1,13 @@
 """Clap removal: find claps in the audio, cut the same frame intervals from audio and video.
 
-Claps are found as in the seed (peaks of the waveform above a threshold, at a
-minimum spacing, with ``scipy.signal.find_peaks``), made robust to speech in
-two ways: the waveform is high-passed first (a clap is broadband, speech energy
-is mostly low), and a peak must rise abruptly out of what came just before it
-(``min_onset_ratio``), which plosive bursts and fricatives do not do at clap level.
+Claps are found by their shape, not their loudness, so the detector holds at any recording
+level, microphone and voice. Candidates are the peaks of the high-passed envelope (a clap is
+broadband; most speech energy is lower) that stand well above the recording's own quiet level
+(a percentile of that envelope: no absolute dBFS anywhere). Each candidate is then measured and
+must look like a clap: it rises out of what came before within a few milliseconds, lasts longer
+than a click, dies away within tens of milliseconds, is not followed by speech, and carries a
+good share of its energy above the high-pass. Every candidate is judged before the spacing rule
+(the seed's ``find_peaks`` distance), so a rejected consonant cannot hide a real clap beside it.
 
 Cuts are whole video frames, and the audio cut is the same frames mapped to
 samples by :func:`animote.media.frame_to_sample`, so audio and video stay in
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,41 +35,127 @@ CUT_COLUMNS = ["clap_s", "start_s", "end_s", "start_frame", "end_frame", "n_fram
 KEPT_COLUMNS = ["raw_start", "raw_end", "clean_start", "clean_end", "n_frames"]
 
 
-def clap_envelope(audio: np.ndarray, sample_rate: int, params: ClapParams) -> tuple[np.ndarray, int]:
-    """Peak envelope (dBFS) of the high-passed waveform in windows of ``window_ms``; returns (env, hop)."""
-    nyq = sample_rate / 2
-    hp = min(params.highpass_hz, 0.9 * nyq)
-    sos = signal.butter(4, hp, btype="highpass", fs=sample_rate, output="sos")
-    x = signal.sosfiltfilt(sos, audio.astype(np.float64))
-    hop = max(1, int(round(params.window_ms * 1e-3 * sample_rate)))
+def _envelope_db(x: np.ndarray, hop: int) -> np.ndarray:
+    """Peak level (dB re full scale) of ``x`` in windows of ``hop`` samples."""
     n = len(x) // hop
     env = np.abs(x[: n * hop]).reshape(n, hop).max(axis=1) if n else np.zeros(0)
-    return 20 * np.log10(env + 1e-9), hop
+    return 20 * np.log10(env + 1e-9)
 
 
-def detect_claps(audio: np.ndarray, sample_rate: int, params: ClapParams) -> np.ndarray:
-    """Times (s) of the claps in ``audio``, sorted."""
-    env_db, hop = clap_envelope(audio, sample_rate, params)
-    if len(env_db) == 0:
-        return np.zeros(0)
-    distance = max(1, int(round(params.min_spacing_s * sample_rate / hop)))
-    peaks, _ = signal.find_peaks(env_db, height=params.threshold_dbfs, distance=distance)
-    look = max(2, int(round(params.onset_lookback_ms * 1e-3 * sample_rate / hop)))
-    need_db = 20 * math.log10(params.min_onset_ratio)
-    times = []
+def _filtered(audio: np.ndarray, sample_rate: int, btype: str, cutoff) -> np.ndarray:
+    nyq = sample_rate / 2
+    cutoff = np.minimum(np.asarray(cutoff, float), 0.9 * nyq)
+    sos = signal.butter(4, cutoff, btype=btype, fs=sample_rate, output="sos")
+    return signal.sosfiltfilt(sos, audio.astype(np.float64))
+
+
+def clap_envelope(audio: np.ndarray, sample_rate: int, params: ClapParams) -> tuple[np.ndarray, int]:
+    """Peak envelope (dBFS) of the high-passed waveform in windows of ``window_ms``; returns (env, hop)."""
+    hop = max(1, int(round(params.window_ms * 1e-3 * sample_rate)))
+    return _envelope_db(_filtered(audio, sample_rate, "highpass", params.highpass_hz), hop), hop
+
+
+@dataclass
+class Candidate:
+    """A peak of the high-passed envelope and the shape measures the tests look at (dB, ms)."""
+
+    time_s: float
+    level_db: float  # high-passed peak, dBFS
+    over_floor_db: float  # above the recording's quiet level
+    rise_db: float  # above the loudest of the lookback before its onset
+    rise_ms: float  # from its onset to within 6 dB of its peak
+    width_ms: float  # time within 10 dB of the peak
+    decay_ms: float  # time until it stays 20 dB under the peak
+    after_db: float  # the low band 40-140 ms later, relative to the peak: speech going on?
+    high_share: float  # share of the burst's energy above highpass_hz: broadband?
+    clap: bool = False
+    why: str = ""
+
+
+def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> list[Candidate]:
+    """Every peak of the high-passed envelope that stands ``min_over_floor_db`` above the
+    recording's quiet level (its ``floor_percentile`` of the envelope), measured and judged by
+    shape; none is dropped for its neighbours here (the spacing rule comes after, on claps only)."""
+    x = audio.astype(np.float64)
+    if not len(x):
+        return []
+    hop = max(1, int(round(params.window_ms * 1e-3 * sample_rate)))
+    ms = hop * 1e3 / sample_rate  # envelope resolution
+    hp = _filtered(x, sample_rate, "highpass", params.highpass_hz)
+    env = _envelope_db(hp, hop)
+    low = _envelope_db(_filtered(x, sample_rate, "bandpass", (100.0, 1000.0)), hop)
+    if not len(env):
+        return []
+    floor = max(float(np.percentile(env, params.floor_percentile)), -100.0)
+    peaks, _ = signal.find_peaks(env, height=floor + params.min_over_floor_db,
+                                 distance=max(1, int(round(params.merge_ms / ms))))
+    look = max(2, int(round(params.onset_lookback_ms / ms)))
+    out = []
     for p in peaks:
-        # The level before the clap: the loudest window in the lookback, leaving out
-        # the two windows right before the peak (a clap's own rise).
-        lo, hi = max(0, p - look), max(0, p - 2)
-        before = env_db[lo:hi].max() if hi > lo else -180.0
-        rise = env_db[p] - before
-        if rise >= need_db:
-            seg = audio[p * hop:(p + 1) * hop]
-            times.append((p * hop + int(np.argmax(np.abs(seg)))) / sample_rate)
-        else:
-            log.debug("peak at %.3f s (%.1f dBFS) rejected: rises only %.1f dB", p * hop / sample_rate,
-                      env_db[p], rise)
-    return np.asarray(times)
+        pk = env[p]
+        # The onset: going back from the peak, the last window quieter than the peak by min_rise_db
+        # (within the lookback). A clap rises from there to within 6 dB of its peak in a few ms.
+        back = env[max(0, p - look):p][::-1]
+        quiet = back < pk - params.min_rise_db
+        if quiet.any():
+            i0 = p - 1 - int(np.argmax(quiet))
+            rise_ms = float(np.argmax(env[i0:p + 1] >= pk - 6)) * ms
+            before = float(env[max(0, i0 - look):i0 + 1].max())
+        else:  # never that much quieter: it grew out of sound as loud as itself
+            i0, rise_ms, before = max(0, p - look), float(p - max(0, p - look)) * ms, float(back.max(initial=-180))
+        after = env[p:p + int(round(1000 / ms))]
+        width = np.argmax(after < pk - 10) if (after < pk - 10).any() else len(after)
+        under = after < pk - 20
+        # the first window from which the envelope stays 20 dB down for 5 ms
+        run = max(1, int(round(5 / ms)))
+        stay = np.convolve(under, np.ones(run), "valid") >= run if len(under) >= run else np.zeros(0, bool)
+        decay = np.argmax(stay) if stay.any() else len(after)
+        a0, a1 = p + int(round(40 / ms)), p + int(round(140 / ms))
+        after_low = float(low[a0:a1].max()) - pk if a0 < len(low) else -99.0
+        s0, s1 = i0 * hop, min(len(x), (p + int(round(10 / ms))) * hop)
+        e_all = float(np.sum(x[s0:s1] ** 2)) + 1e-18
+        share = float(np.sum(hp[s0:s1] ** 2)) / e_all
+        # its time: the first sample at half the burst's peak amplitude (clipped claps have a plateau)
+        seg = np.abs(x[i0 * hop:(p + 1) * hop])
+        t = (i0 * hop + int(np.argmax(seg >= 0.5 * seg.max()))) / sample_rate if len(seg) else p * hop / sample_rate
+        c = Candidate(t, float(pk), float(pk - floor), float(pk - before), rise_ms, float(width * ms),
+                      float(decay * ms), after_low, share)
+        c.clap, c.why = _judge(c, params)
+        out.append(c)
+    return out
+
+
+def _judge(c: Candidate, params: ClapParams) -> tuple[bool, str]:
+    """A clap rises out of (near) silence, is brief but not a click, dies away within tens of
+    milliseconds with no speech right after it, and is broadband."""
+    if c.rise_db < params.min_rise_db:
+        return False, f"no onset: rises only {c.rise_db:.1f} dB over the {params.onset_lookback_ms:g} ms before it"
+    if c.rise_ms > params.max_rise_ms:
+        return False, f"slow rise: {c.rise_ms:.1f} ms to within 6 dB of its peak"
+    if c.width_ms < params.min_width_ms:
+        return False, f"a click: only {c.width_ms:.1f} ms within 10 dB of its peak"
+    if c.decay_ms > params.max_decay_ms:
+        return False, f"too long: {c.decay_ms:.0f} ms before it falls 20 dB"
+    if c.after_db > params.max_after_db:
+        return False, f"speech follows: the low band 40-140 ms later is at {c.after_db:+.1f} dB of its peak"
+    if c.high_share < params.min_high_share:
+        return False, f"narrowband: {c.high_share:.0%} of its energy above {params.highpass_hz:g} Hz"
+    return True, "clap"
+
+
+def detect_claps(audio: np.ndarray, sample_rate: int, params: ClapParams,
+                 candidates: list[Candidate] | None = None) -> np.ndarray:
+    """Times (s) of the claps in ``audio``, sorted: the candidates that pass every shape test,
+    then the spacing rule among those alone (the loudest of claps closer than ``min_spacing_s``)."""
+    cands = clap_candidates(audio, sample_rate, params) if candidates is None else candidates
+    for c in cands:
+        if not c.clap:
+            log.debug("peak at %.3f s (%.1f dBFS) is not a clap: %s", c.time_s, c.level_db, c.why)
+    kept: list[Candidate] = []
+    for c in sorted((c for c in cands if c.clap), key=lambda c: -c.level_db):
+        if all(abs(c.time_s - k.time_s) >= params.min_spacing_s for k in kept):
+            kept.append(c)
+    return np.sort(np.array([c.time_s for c in kept]))
 
 
 def plan_cuts(clap_times: np.ndarray, n_frames: int, fps: float, params: ClapParams,
@@ -101,7 +191,7 @@ def plan_cuts(clap_times: np.ndarray, n_frames: int, fps: float, params: ClapPar
         pos = max(pos, b)
     kept = pd.DataFrame(kept_rows, columns=KEPT_COLUMNS)
     if kept.empty:
-        raise RecordingError(recording, "clap removal would cut every frame; check claps.threshold_dbfs")
+        raise RecordingError(recording, "clap removal would cut every frame; check the claps: settings")
     assert int(kept.n_frames.sum() + cuts.n_frames.sum()) == n_frames
     return cuts, kept
 

@@ -27,8 +27,26 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
+# Keys that once existed: their use is an error that says what replaced them.
+RENAMED = {
+    ("claps", "threshold_dbfs"): "claps are found by their shape now, relative to the recording's own level, "
+                                 "never by an absolute level: use claps.min_over_floor_db (dB above the "
+                                 "recording's quiet level) to ask candidates to be louder",
+    ("claps", "min_onset_ratio"): "renamed claps.min_rise_db, in dB (the old ratio 4 is 12 dB)",
+}
+
+
+def check_renamed(config: Mapping[str, Any]) -> None:
+    """Refuse keys that were renamed or removed, naming what replaced them."""
+    found = [f"  config key '{a}.{b}' is no longer read: {why}" for (a, b), why in RENAMED.items()
+             if isinstance(config.get(a), Mapping) and b in config[a]]
+    if found:
+        raise ValueError("invalid config:\n" + "\n".join(found))
+
+
 def validate(config: Mapping[str, Any], schema_path: str | Path) -> None:
     """Validate ``config`` against the JSON schema; the error names the offending key."""
+    check_renamed(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -68,12 +86,21 @@ class VideoParams:
 
 @dataclass(frozen=True)
 class ClapParams:
+    """config/config.yaml's ``claps:`` says why each default is what it is."""
+
     highpass_hz: float  # claps are broadband; speech energy sits mostly below this
     window_ms: float  # envelope resolution
-    threshold_dbfs: float  # envelope peak a clap must reach
-    min_onset_ratio: float  # peak over the envelope's level just before it (claps start abruptly)
-    onset_lookback_ms: float  # how far back "just before" reaches
-    min_spacing_s: float  # two claps closer than this are one
+    floor_percentile: float  # the recording's quiet level: this percentile of the envelope
+    min_over_floor_db: float  # a candidate peak stands this far above the quiet level
+    min_rise_db: float  # ... and this far above the loudest of the lookback before its onset
+    max_rise_ms: float  # a clap rises from its onset to within 6 dB of its peak within this
+    onset_lookback_ms: float  # how far back "before" reaches
+    min_width_ms: float  # shorter within 10 dB of the peak: a click
+    max_decay_ms: float  # a clap falls 20 dB below its peak within this
+    max_after_db: float  # the low band 40-140 ms later, relative to the peak: above this, speech follows
+    min_high_share: float  # share of the first 10 ms's energy above highpass_hz
+    merge_ms: float  # peaks of one burst closer than this are one candidate
+    min_spacing_s: float  # two claps closer than this are one (the louder)
     cut_before_s: float  # cut this much before the clap peak ...
     cut_after_s: float  # ... and this much after it (the clap's ring)
 

@@ -226,3 +226,40 @@ def lip_gap_plot(fps: float, true_gap: np.ndarray, pred_gap: np.ndarray, path: s
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
     _save(fig, path)
+
+
+def clap_picture(audio: np.ndarray, sample_rate: int, env_db: np.ndarray, hop: int, claps_s: Sequence[float],
+                 cuts: Sequence[tuple[float, float]], path: str | Path, title: str, zoom: int = 8) -> None:
+    """What clap removal did to one recording: the high-passed envelope over the whole
+    recording with every detected clap and its cut marked, and a zoom on each clap's waveform
+    (the first ``zoom``)."""
+    plt = _plt()
+    n_zoom = min(len(claps_s), zoom)
+    fig = plt.figure(figsize=(12, 3.2 + (1.8 if n_zoom else 0)), dpi=100)
+    grid = fig.add_gridspec(2 if n_zoom else 1, max(n_zoom, 1), height_ratios=[1.6, 1] if n_zoom else [1])
+    ax = fig.add_subplot(grid[0, :])
+    step = max(1, len(env_db) // 6000)  # plot the loudest window of each group: peaks stay visible
+    n = len(env_db) // step * step
+    env = env_db[:n].reshape(-1, step).max(axis=1) if n else env_db
+    t = np.arange(len(env)) * step * hop / sample_rate
+    ax.plot(t, env, lw=0.6, color="0.3")
+    for a, b in cuts:
+        ax.axvspan(a, b, color="tab:red", alpha=0.15, lw=0)
+    ax.set_ylim(max(float(np.percentile(env_db, 1)) - 5, -120) if len(env_db) else -120, 8)
+    for i, c in enumerate(claps_s):
+        ax.axvline(c, color="tab:red", lw=0.8)
+        ax.text(c, 7, f" {i + 1}", color="tab:red", fontsize=7, ha="left", va="top")
+    ax.set_xlim(0, max(len(audio) / sample_rate, 1e-3))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("high-passed peak (dBFS)")
+    ax.set_title(f"{title}: {len(claps_s)} claps (red: cut)", fontsize=10)
+    for i, c in enumerate(claps_s[:n_zoom]):
+        z = fig.add_subplot(grid[1, i])
+        a, b = max(0, int((c - 0.05) * sample_rate)), min(len(audio), int((c + 0.15) * sample_rate))
+        z.plot((np.arange(a, b) / sample_rate - c) * 1000, audio[a:b], lw=0.5, color="tab:blue")
+        z.axvline(0, color="tab:red", lw=0.6)
+        z.set_title(f"{i + 1}: {c:.2f} s", fontsize=8)
+        z.set_xlabel("ms", fontsize=7)
+        z.tick_params(labelsize=6)
+        z.set_ylim(-1.05, 1.05)
+    _save(fig, path)

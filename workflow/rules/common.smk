@@ -4,11 +4,13 @@ import pandas as pd
 from snakemake.utils import validate
 
 from animote.baselines import baseline_set
+from animote.config import check_renamed
 from animote.features import active_specs
 from animote.recordings import load_sheet
 from animote.train import needs_gpu, sweep_experiments
 
 
+check_renamed(config)  # a key that was renamed: say what replaced it, before the schema says "unknown"
 validate(config, schema="../../config/schema.yaml")
 RECORDINGS = load_sheet(config["recordings"])
 FEATURES = active_specs(config["features"])  # role -> (cache key, spec)

@@ -26,6 +26,8 @@ rule remove_claps:
         cuts="results/{rec}/claps.tsv",
         kept="results/{rec}/kept.tsv",
         audio="results/{rec}/clean.wav",
+        plot=report("results/{rec}/claps.png", caption="../report/claps.rst", category="Preprocessing",
+                    labels={"recording": "{rec}", "figure": "claps"}),
     params:
         claps=config["claps"],
     log:

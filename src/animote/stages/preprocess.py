@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 
 from .. import RecordingError
 from ..chunks import export_chunk_video, load_chunks, write_chunks
-from ..claps import detect_claps, plan_cuts, splice_audio
+from ..claps import clap_candidates, clap_envelope, detect_claps, plan_cuts, splice_audio
 from ..config import ChunkParams, ClapParams, VideoParams
 from ..media import (
     ProbeInfo,
@@ -26,6 +27,7 @@ from ..media import (
     read_wav,
     write_wav,
 )
+from ..render import clap_picture
 from ..util import atomic_path
 
 log = logging.getLogger(__name__)
@@ -58,12 +60,18 @@ def prepare_recording(src: str | Path, recording: str, probe_json: str | Path, v
 
 
 def remove_claps(probe_json: str | Path, audio_wav: str | Path, recording: str, params: ClapParams,
-                 cuts_out: str | Path, kept_out: str | Path, clean_out: str | Path) -> pd.DataFrame:
-    """Find claps, plan whole-frame cuts, and write the cut table, the kept segments and the
-    cleaned audio. Returns the cut table."""
+                 cuts_out: str | Path, kept_out: str | Path, clean_out: str | Path,
+                 plot_out: str | Path | None = None) -> pd.DataFrame:
+    """Find claps, plan whole-frame cuts, and write the cut table, the kept segments, the
+    cleaned audio and a picture to check the cuts by eye. Returns the cut table."""
     info = ProbeInfo.load(probe_json)
     audio, sr = read_wav(audio_wav)
-    times = detect_claps(audio, sr, params)
+    candidates = clap_candidates(audio, sr, params)
+    times = detect_claps(audio, sr, params, candidates)
+    reasons = Counter(c.why.split(":")[0] for c in candidates if not c.clap)
+    log.info("recording '%s': %d candidate peaks %.0f+ dB over the quiet level; not claps: %s", recording,
+             len(candidates), params.min_over_floor_db,
+             ", ".join(f"{n} ({why})" for why, n in reasons.most_common()) or "none")
     cuts, kept = plan_cuts(times, info.n_frames, info.fps, params, recording)
     log.info("recording '%s': %d claps at %s s; cut %d of %d frames in %d intervals", recording, len(times),
              ", ".join(f"{t:.2f}" for t in times) or "-", int(cuts.n_frames.sum()), info.n_frames, len(cuts))
@@ -71,6 +79,10 @@ def remove_claps(probe_json: str | Path, audio_wav: str | Path, recording: str, 
     for df, path in ((cuts, cuts_out), (kept, kept_out)):
         with atomic_path(path) as tmp:
             df.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    if plot_out is not None:
+        env, hop = clap_envelope(audio, sr, params)
+        clap_picture(audio, sr, env, hop, list(times), list(zip(cuts.start_s, cuts.end_s)), plot_out,
+                     f"recording '{recording}'")
     return cuts
 
 
