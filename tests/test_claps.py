@@ -37,10 +37,11 @@ def test_speech_alone_has_no_claps(spoken, clap_params):
     assert len(detect_claps(_mix(spoken, [], np.random.default_rng(0)), SR, clap_params)) == 0
 
 
-def test_claps_found_in_pauses_and_over_speech(spoken, clap_params):
+def test_claps_found_in_pauses(spoken, clap_params):
+    # A clap rises out of quiet: one clapped over ongoing speech is not claimed (the README says so).
     rng = np.random.default_rng(1)
     n = len(_mix(spoken, [], rng))
-    times = [0.3, 3.9, n / SR - 0.5, 2.0]  # the last one lands on speech
+    times = [0.3, 3.9, n / SR - 0.5]
     found = detect_claps(_mix(spoken, times, rng), SR, clap_params)
     assert len(found) == len(times)
     assert np.abs(np.sort(found) - np.sort(times)).max() < 0.01

@@ -64,10 +64,11 @@ class Candidate:
     over_floor_db: float  # above the recording's quiet level
     rise_db: float  # above the loudest of the lookback before its onset
     rise_ms: float  # from its onset to within 6 dB of its peak
-    width_ms: float  # time within 10 dB of the peak
+    width_ms: float  # time until it stays 10 dB under the peak for 1 ms
     decay_ms: float  # time until it stays 20 dB under the peak
     after_db: float  # the low band 40-140 ms later, relative to the peak: speech going on?
     high_share: float  # share of the burst's energy above highpass_hz: broadband?
+    louder_db: float  # how much louder its own sound gets elsewhere (0: this is its peak)
     clap: bool = False
     why: str = ""
 
@@ -90,13 +91,17 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
     peaks, _ = signal.find_peaks(env, height=floor + params.min_over_floor_db,
                                  distance=max(1, int(round(params.merge_ms / ms))))
     look = max(2, int(round(params.onset_lookback_ms / ms)))
+    run2, run5 = max(2, int(round(2 / ms))), max(1, int(round(5 / ms)))
     out = []
     for p in peaks:
         pk = env[p]
-        # The onset: going back from the peak, the last window quieter than the peak by min_rise_db
-        # (within the lookback). A clap rises from there to within 6 dB of its peak in a few ms.
+        # The onset: going back from the peak, where the last 2 ms run quieter than the peak by
+        # min_rise_db ends (within the lookback; a run, so that a dip inside a clipped burst does
+        # not count). A clap rises from there to within 6 dB of its peak in a few ms.
         back = env[max(0, p - look):p][::-1]
         quiet = back < pk - params.min_rise_db
+        if len(quiet) >= run2:
+            quiet = np.convolve(quiet, np.ones(run2), "valid") >= run2
         if quiet.any():
             i0 = p - 1 - int(np.argmax(quiet))
             rise_ms = float(np.argmax(env[i0:p + 1] >= pk - 6)) * ms
@@ -104,12 +109,10 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
         else:  # never that much quieter: it grew out of sound as loud as itself
             i0, rise_ms, before = max(0, p - look), float(p - max(0, p - look)) * ms, float(back.max(initial=-180))
         after = env[p:p + int(round(1000 / ms))]
-        width = np.argmax(after < pk - 10) if (after < pk - 10).any() else len(after)
-        under = after < pk - 20
-        # the first window from which the envelope stays 20 dB down for 5 ms
-        run = max(1, int(round(5 / ms)))
-        stay = np.convolve(under, np.ones(run), "valid") >= run if len(under) >= run else np.zeros(0, bool)
-        decay = np.argmax(stay) if stay.any() else len(after)
+        width = _until_below(after, pk - 10, run2 // 2)  # until it stays 10 dB down for 1 ms
+        decay = _until_below(after, pk - 20, run5)  # stays 20 dB down for 5 ms
+        # the loudest point of its own sound, from its onset to where it has died away
+        loudest = float(env[i0:p + decay + 1].max())
         a0, a1 = p + int(round(40 / ms)), p + int(round(140 / ms))
         after_low = float(low[a0:a1].max()) - pk if a0 < len(low) else -99.0
         s0, s1 = i0 * hop, min(len(x), (p + int(round(10 / ms))) * hop)
@@ -119,15 +122,27 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
         seg = np.abs(x[i0 * hop:(p + 1) * hop])
         t = (i0 * hop + int(np.argmax(seg >= 0.5 * seg.max()))) / sample_rate if len(seg) else p * hop / sample_rate
         c = Candidate(t, float(pk), float(pk - floor), float(pk - before), rise_ms, float(width * ms),
-                      float(decay * ms), after_low, share)
+                      float(decay * ms), after_low, share, loudest - float(pk))
         c.clap, c.why = _judge(c, params)
         out.append(c)
     return out
 
 
+def _until_below(env: np.ndarray, level: float, run: int) -> int:
+    """Windows until ``env`` falls below ``level`` and stays there for ``run`` windows (a dip
+    between the random peaks of a burst is not its end); ``len(env)`` if it never does."""
+    below = env < level
+    if len(below) < run:
+        return len(env)
+    stay = np.convolve(below, np.ones(run), "valid") >= run
+    return int(np.argmax(stay)) if stay.any() else len(env)
+
+
 def _judge(c: Candidate, params: ClapParams) -> tuple[bool, str]:
-    """A clap rises out of (near) silence, is brief but not a click, dies away within tens of
-    milliseconds with no speech right after it, and is broadband."""
+    """A clap is the peak of its own sound, rises out of (near) silence, is brief but not a click,
+    dies away within tens of milliseconds with no speech right after it, and is broadband."""
+    if c.louder_db > 0.5:
+        return False, f"not its peak: the same sound gets {c.louder_db:.1f} dB louder"
     if c.rise_db < params.min_rise_db:
         return False, f"no onset: rises only {c.rise_db:.1f} dB over the {params.onset_lookback_ms:g} ms before it"
     if c.rise_ms > params.max_rise_ms:
@@ -138,7 +153,7 @@ def _judge(c: Candidate, params: ClapParams) -> tuple[bool, str]:
         return False, f"too long: {c.decay_ms:.0f} ms before it falls 20 dB"
     if c.after_db > params.max_after_db:
         return False, f"speech follows: the low band 40-140 ms later is at {c.after_db:+.1f} dB of its peak"
-    if c.high_share < params.min_high_share:
+    if not params.min_high_share <= c.high_share <= params.max_high_share:
         return False, f"narrowband: {c.high_share:.0%} of its energy above {params.highpass_hz:g} Hz"
     return True, "clap"
 

@@ -98,7 +98,8 @@ class ClapParams:
     min_width_ms: float  # shorter within 10 dB of the peak: a click
     max_decay_ms: float  # a clap falls 20 dB below its peak within this
     max_after_db: float  # the low band 40-140 ms later, relative to the peak: above this, speech follows
-    min_high_share: float  # share of the first 10 ms's energy above highpass_hz
+    min_high_share: float  # share of the first 10 ms's energy above highpass_hz: at least (not a thump) ...
+    max_high_share: float  # ... and at most (not a hiss or a lone burst from a bright microphone)
     merge_ms: float  # peaks of one burst closer than this are one candidate
     min_spacing_s: float  # two claps closer than this are one (the louder)
     cut_before_s: float  # cut this much before the clap peak ...
