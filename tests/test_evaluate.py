@@ -88,7 +88,7 @@ def test_ridge_recovers_a_linear_map_and_picks_little_regularisation():
     yv = (xv @ w + 0.5).reshape(200, 2, 3)
     r = fit_ridge(_seq(x, y, [[0, 600]]), _seq(xv, yv, [[0, 200]]), context=0, alphas=[0.01, 10, 1e4])
     assert r.alpha == 0.01
-    np.testing.assert_allclose(r.predict(_seq(xv, yv, [[0, 200]])), yv, atol=0.01)
+    np.testing.assert_allclose(r.predict(xv.astype(np.float32), np.array([[0, 200]])), yv, atol=0.01)
 
 
 def test_ridge_on_noise_chooses_the_strongest_penalty():

@@ -38,9 +38,10 @@ class Ridge:
     context: int
     validation_mse: dict[float, float]  # alpha -> validation MSE (normalised units)
 
-    def predict(self, seq: Sequences) -> np.ndarray:
-        """Normalised offsets (N, V, 3) for every frame of ``seq``."""
-        x = with_context(seq.inputs, seq.bounds, self.context).astype(np.float64)
+    def predict(self, inputs: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+        """Normalised offsets (N, V, 3) for every frame of normalised ``inputs`` (N, D) made of
+        chunks ``bounds``."""
+        x = with_context(inputs, bounds, self.context).astype(np.float64)
         return (x @ self.weight + self.bias).reshape(len(x), -1, 3).astype(np.float32)
 
 

@@ -243,6 +243,19 @@ def write_dataset(path, chunks: Sequence[ChunkData], neutrals: Mapping[str, np.n
     return attrs
 
 
+def normalise_inputs(features: Mapping[str, np.ndarray], roles: Sequence[str], norm: Mapping[str, Any]) -> np.ndarray:
+    """(T, sum D) float32: each role's features z-scored by ``norm`` (the dataset's, or a
+    checkpoint's copy of it), side by side."""
+    parts = [(np.asarray(features[r], np.float32) - np.asarray(norm[f"{r}_mean"])) / np.asarray(norm[f"{r}_std"])
+             for r in roles]
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def denormalise_targets(y: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:
+    """Normalised offsets back to mesh units."""
+    return (y * np.asarray(norm["offset_scale"]) + np.asarray(norm["offset_mean"])).astype(np.float32)
+
+
 class Dataset:
     """A dataset store opened for reading: attributes, normalisation, neutral meshes, splits."""
 
@@ -283,14 +296,13 @@ class Dataset:
 
     def normalise_inputs(self, features: Mapping[str, np.ndarray], roles: Sequence[str]) -> np.ndarray:
         """(T, sum D) float32: each role's features z-scored by the training statistics, side by side."""
-        parts = [(np.asarray(features[r], np.float32) - self.norm[f"{r}_mean"]) / self.norm[f"{r}_std"] for r in roles]
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        return normalise_inputs(features, roles, self.norm)
 
     def normalise_targets(self, offsets: np.ndarray) -> np.ndarray:
         return ((offsets - self.norm["offset_mean"]) / self.norm["offset_scale"]).astype(np.float32)
 
     def denormalise_targets(self, y: np.ndarray) -> np.ndarray:
-        return (y * self.norm["offset_scale"] + self.norm["offset_mean"]).astype(np.float32)
+        return denormalise_targets(y, self.norm)
 
     def read_chunk(self, recording: str, chunk: str, roles: Sequence[str]) -> ChunkData:
         g = self.root["chunks"][recording][chunk]

@@ -16,6 +16,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from .dataset import denormalise_targets, normalise_inputs
 from .train import load_checkpoint
 
 
@@ -95,8 +96,6 @@ class Predictor:
         return meshes[recording].numpy()
 
     def normalise(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
-        norm = self.checkpoint["normalisation"]
-        parts = []
         n = {len(np.asarray(features[r])) for r in self.roles}
         if len(n) != 1:
             raise ValueError(f"feature roles have different frame counts: "
@@ -106,12 +105,14 @@ class Predictor:
             if x.ndim != 2 or x.shape[1] != self.features[r]["dim"]:
                 raise ValueError(f"{r} features are {x.shape}, the model takes (frames, {self.features[r]['dim']}) "
                                  f"from {self.features[r]['cache_key']}")
-            parts.append((x - norm[f"{r}_mean"].numpy()) / norm[f"{r}_std"].numpy())
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        return normalise_inputs(features, self.roles, self._norm)
 
     def denormalise(self, y: np.ndarray) -> np.ndarray:
-        norm = self.checkpoint["normalisation"]
-        return (y * norm["offset_scale"].numpy() + norm["offset_mean"].numpy()).astype(np.float32)
+        return denormalise_targets(y, self._norm)
+
+    @property
+    def _norm(self) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self.checkpoint["normalisation"].items()}
 
     @torch.no_grad()
     def predict_normalised(self, x: np.ndarray) -> np.ndarray:

@@ -26,19 +26,6 @@ from ..util import atomic_path
 log = logging.getLogger(__name__)
 
 VIDEO_NAME = "test.mp4"
-# What each headline metric is, for table headers and captions (units: the mesh's, isotropic).
-METRICS = {
-    "loss": "test loss (the training loss, normalised offsets)",
-    "r2": "R² on offsets (motion from the neutral mesh; 0 = the test frames' mean offset)",
-    "r2_absolute": "the seed's R² on absolute vertex positions (inflated by the face's shape)",
-    "mse": "MSE of offsets (mesh units²)",
-    "lve": "lip vertex error: largest lip-vertex distance per frame, averaged (mesh units, not squared)",
-    "fdd": "upper-face dynamics deviation, true minus predicted (mesh units²)",
-    "lip_sync_lag": "lip-sync lag (frames; positive: prediction late)",
-    "lip_sync_corr": "inner-lip gap correlation at that lag",
-}
-
-
 def _write_json(path, data) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=1, default=float))
@@ -159,12 +146,8 @@ def evaluate_baseline(dataset_store: str | Path, baseline: str, roles: Sequence[
         ridge = fit_ridge(dataset.sequences("train", roles), dataset.sequences("validation", roles),
                           r["context"], r["alphas"])
         info.update(alpha=ridge.alpha, context=ridge.context, validation_mse=ridge.validation_mse)
-        x = {role: split.features[role] for role in roles}
-        norm_in = dataset.normalise_inputs(x, roles)
-        from ..dataset import Sequences
-
-        seq = Sequences(norm_in, np.zeros_like(split.offsets), split.mask, split.bounds, [])
-        pred = dataset.denormalise_targets(ridge.predict(seq))
+        pred = dataset.denormalise_targets(ridge.predict(dataset.normalise_inputs(split.features, roles),
+                                                         split.bounds))
         log.info("ridge on %s: alpha %g chosen on validation (MSE per alpha: %s)", "+".join(roles), ridge.alpha,
                  ", ".join(f"{a:g}: {m:.4f}" for a, m in ridge.validation_mse.items()))
     else:
