@@ -21,7 +21,10 @@ def demo_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def default_demo(tmp_path_factory):
     """The embedded demo run to the end as a new user gets it (default config), with the sweep cut
-    to its default experiment: the short demo's tests cover the other experiments."""
+    to its default experiment: the short demo's tests cover the other experiments.
+    ANIMOTE_REUSE_DEFAULT_DEMO=<folder> reuses a finished one (when working on the tests)."""
+    if os.environ.get("ANIMOTE_REUSE_DEFAULT_DEMO"):
+        return Path(os.environ["ANIMOTE_REUSE_DEFAULT_DEMO"])
     wd = workspace(tmp_path_factory.mktemp("default_demo"), {"sweep": {"run": ["baseline"]}})
     snakemake(wd)
     return wd

@@ -253,7 +253,9 @@ def normalise_inputs(features: Mapping[str, np.ndarray], roles: Sequence[str], n
 
 def denormalise_targets(y: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:
     """Normalised offsets back to mesh units."""
-    return (y * np.asarray(norm["offset_scale"]) + np.asarray(norm["offset_mean"])).astype(np.float32)
+    out = np.asarray(y, np.float32) * np.asarray(norm["offset_scale"], np.float32)
+    out += np.asarray(norm["offset_mean"], np.float32)
+    return out
 
 
 class Dataset:

@@ -293,3 +293,31 @@ def iter_frames(video: str | os.PathLike, start: int, count: int, info: ProbeInf
         proc.wait()
     if got < count:
         raise RuntimeError(f"{video}: expected {count} frames from frame {start}, decoder gave {got}. {err[-300:]}")
+
+
+def decode_audio_file(src: str | os.PathLike, dst: str | os.PathLike, sample_rate: int) -> int:
+    """Decode the first audio stream of anything ffmpeg reads (wav, mp3, m4a, flac, a video's
+    audio track; any rate, any channels) to mono float32 at ``sample_rate``, as raw little-endian
+    samples in ``dst`` (streamed: memory does not grow with the duration). Returns the number of
+    samples. Raises ValueError naming ``src`` when it holds no audio ffmpeg can decode."""
+    src = Path(src)
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: no such file")
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-map", "0:a:0", "-ac", "1",
+                           "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", str(dst)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        err = proc.stderr.strip()
+        if "matches no streams" in err or "does not contain any stream" in err:
+            raise ValueError(f"{src}: the file has no audio track")
+        last = err.splitlines()[-1] if err else f"ffmpeg exited with {proc.returncode}"
+        raise ValueError(f"{src}: not an audio file ffmpeg can read ({last[-200:]})")
+    n = os.path.getsize(dst) // 4
+    if n == 0:
+        raise ValueError(f"{src}: the audio track holds no samples")
+    return n
+
+
+def read_samples(raw: str | os.PathLike, start: int, count: int) -> np.ndarray:
+    """Samples [start, start + count) of a raw float32 file written by :func:`decode_audio_file`."""
+    return np.fromfile(raw, dtype="<f4", count=count, offset=4 * start).astype(np.float32)

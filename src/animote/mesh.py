@@ -230,3 +230,24 @@ def landmarks_of_image(image: np.ndarray) -> np.ndarray | None:
         return None
     faces = [np.array([(p.x, p.y, p.z) for p in f.landmark], dtype=np.float32) for f in res.multi_face_landmarks]
     return max(faces, key=lambda f: np.ptp(f[:, 0]) * np.ptp(f[:, 1]))
+
+
+def face_triangles() -> np.ndarray:
+    """MediaPipe's face-mesh triangles (852, 3), 0-based, counter-clockwise seen from the camera
+    with y up and z towards the viewer; mouth and eyes open (``data/face_triangles.txt``, read
+    from mediapipe's FACEMESH_TESSELATION by ``scripts/face_triangles.py``)."""
+    from importlib.resources import files
+
+    text = files("animote").joinpath("data/face_triangles.txt").read_text()
+    return np.loadtxt(text.splitlines(), dtype=np.int32, comments="#").reshape(-1, 3)
+
+
+def neutral_from_image(image: np.ndarray, reference: np.ndarray, name: str = "image") -> np.ndarray:
+    """The neutral mesh (468, 3) of the face in a still RGB image, isotropic, brought onto
+    ``reference`` (a model's neutral mesh) by a similarity on the stable landmarks, so that a
+    model's offsets apply at the scale and pose they were learnt in. Keeps the face's shape."""
+    lm = landmarks_of_image(image)
+    if lm is None:
+        raise ValueError(f"{name}: MediaPipe finds no face in this image; give a frontal photograph of one face")
+    iso = to_isotropic(lm, image.shape[1], image.shape[0])
+    return apply(umeyama(iso[STABLE], np.asarray(reference, np.float64)[STABLE]), iso).astype(np.float32)

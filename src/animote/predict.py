@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -114,25 +114,60 @@ class Predictor:
     def _norm(self) -> dict[str, np.ndarray]:
         return {k: v.numpy() for k, v in self.checkpoint["normalisation"].items()}
 
-    @torch.no_grad()
-    def predict_normalised(self, x: np.ndarray) -> np.ndarray:
-        """(T, D) normalised inputs -> (T, 468, 3) normalised offsets, windowed and crossfaded."""
-        n = len(x)
+    def stream(self, blocks: Iterable[Mapping[str, np.ndarray]], n: int) -> Iterator[np.ndarray]:
+        """Offsets in mesh units of a sequence of ``n`` frames whose raw features arrive in
+        ``blocks`` (each a dict role -> (frames, D) for the next frames; together ``n``). Yields
+        (k, 468, 3) pieces in frame order as soon as every window covering them has run: memory
+        holds one block and one batch of windows, however long the sequence."""
+        for y in self._windows((self.normalise(b) for b in blocks), n):
+            yield self.denormalise(y)
+
+    def _windows(self, blocks: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+        """Normalised input blocks (frames, D) -> normalised offsets, windowed and crossfaded."""
         overlap = self.window // 4 if self.overlap is None else self.overlap
         plan = window_plan(n, self.window, overlap)
         weights = crossfade_weights(plan, n)
-        out = np.zeros((n, self.model.config.n_vertices, 3), np.float32)
-        for i in range(0, len(plan), self.batch):
-            part = plan[i:i + self.batch]
-            length = max(e - s for s, e in part)
-            xb = np.zeros((len(part), length, x.shape[1]), np.float32)
-            for j, (s, e) in enumerate(part):
-                xb[j, :e - s] = x[s:e]
-            y = self.model(torch.from_numpy(xb).to(self.device)).float().cpu().numpy()
-            for j, (s, e) in enumerate(part):
-                out[s:e] += y[j, :e - s] * weights[i + j][:, None, None]
-        return out
+        blocks = iter(blocks)
+        x: np.ndarray | None = None  # the inputs from frame x_at on
+        x_at = 0
+        done = 0  # frames yielded; acc[0] is frame ``done``
+        acc = np.zeros((0, self.model.config.n_vertices, 3), np.float32)
+        with torch.no_grad():
+            for i in range(0, len(plan), self.batch):
+                part = plan[i:i + self.batch]
+                need = part[-1][1]
+                while x is None or x_at + len(x) < need:  # read until the batch's last window is covered
+                    block = next(blocks, None)
+                    if block is None:
+                        have = 0 if x is None else x_at + len(x)
+                        raise ValueError(f"the features end at frame {have}, {n} frames expected")
+                    x = block if x is None else np.concatenate([x, block])
+                if len(acc) < need - done:
+                    acc = np.concatenate([acc, np.zeros((need - done - len(acc),) + acc.shape[1:], np.float32)])
+                length = max(e - s for s, e in part)
+                xb = np.zeros((len(part), length, x.shape[1]), np.float32)
+                for j, (s, e) in enumerate(part):
+                    xb[j, :e - s] = x[s - x_at:e - x_at]
+                y = self.model(torch.from_numpy(xb).to(self.device)).float().cpu().numpy()
+                for j, (s, e) in enumerate(part):
+                    acc[s - done:e - done] += y[j, :e - s] * weights[i + j][:, None, None]
+                final = plan[i + self.batch][0] if i + self.batch < len(plan) else n  # no later window reaches back
+                yield acc[:final - done]
+                acc = acc[final - done:].copy()
+                done = final
+                x, x_at = x[final - x_at:], final
+        left = (0 if x is None else len(x)) + sum(len(b) for b in blocks)
+        if left:
+            raise ValueError(f"the features hold {n + left} frames, {n} expected")
+
+    def predict_normalised(self, x: np.ndarray) -> np.ndarray:
+        """(T, D) normalised inputs -> (T, 468, 3) normalised offsets, windowed and crossfaded."""
+        return self._concat(self._windows([np.asarray(x, np.float32)], len(x)))
 
     def predict(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Raw features per role -> offsets from the neutral mesh (T, 468, 3), in mesh units."""
-        return self.denormalise(self.predict_normalised(self.normalise(features)))
+        return self._concat(self.stream([features], len(np.asarray(features[self.roles[0]]))))
+
+    def _concat(self, pieces: Iterable[np.ndarray]) -> np.ndarray:
+        out = list(pieces)
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.n_vertices, 3), np.float32)

@@ -4,7 +4,9 @@ The evaluation stage and ``animote animate`` share these."""
 
 from __future__ import annotations
 
+import collections
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -109,7 +111,7 @@ def _connections_cached() -> dict[str, np.ndarray]:
 
 def render_video(panels: Iterable[Sequence[np.ndarray]], titles: Sequence[str], frame: Frame2D, fps: float,
                  out: str | Path, audio: str | Path | None = None, n_frames: int | None = None,
-                 crf: int = 20) -> int:
+                 crf: int = 20, threads: int = 2) -> int:
     """An mp4 (H.264, yuv420p; AAC audio muxed from ``audio`` when given) of meshes side by side:
     ``panels`` yields, per frame, one (468, 3) mesh per title. Streams: memory does not grow with
     the number of frames. Written atomically; returns the frames written."""
@@ -119,21 +121,36 @@ def render_video(panels: Iterable[Sequence[np.ndarray]], titles: Sequence[str], 
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
                "-s", f"{width}x{size}", "-r", f"{fps:.6f}", "-i", "-"]
         if audio is not None:
-            cmd += ["-i", str(audio), "-map", "0:v", "-map", "1:a", "-c:a", "aac", "-b:a", "128k"]
+            cmd += ["-i", str(audio), "-map", "0:v", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
             if n_frames is not None:  # the audio track as long as the video, not longer
                 cmd += ["-t", f"{n_frames / fps:.6f}"]
         cmd += ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
                 "-movflags", "+faststart", "-f", "mp4", str(tmp)]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         written = 0
-        try:
-            for meshes in panels:
-                img = np.concatenate([draw_mesh(m, frame, t) for m, t in zip(meshes, titles)], axis=1)
-                proc.stdin.write(img.tobytes())
-                written += 1
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+
+        def draw(meshes) -> bytes:
+            return np.concatenate([draw_mesh(m, frame, t) for m, t in zip(meshes, titles)], axis=1).tobytes()
+
+        # OpenCV draws without the GIL: frames are drawn on ``threads`` threads, in order, while
+        # ffmpeg encodes the ones before them; at most 2 * threads frames wait in memory.
+        with ThreadPoolExecutor(threads) as pool:
+            pending: collections.deque = collections.deque()
+            try:
+                for meshes in panels:
+                    pending.append(pool.submit(draw, meshes))
+                    if len(pending) >= 2 * threads:
+                        proc.stdin.write(pending.popleft().result())
+                        written += 1
+                while pending:
+                    proc.stdin.write(pending.popleft().result())
+                    written += 1
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            finally:
+                for f in pending:
+                    f.cancel()
         err = proc.stderr.read().decode(errors="replace")
         if proc.wait() != 0:
             raise RuntimeError(f"ffmpeg failed writing {out}: {err[-400:]}")
