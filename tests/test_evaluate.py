@@ -58,6 +58,25 @@ def test_windowed_prediction_of_a_framewise_model_equals_one_pass():
     np.testing.assert_allclose(_predictor(model).predict_normalised(x), whole, atol=1e-5)
 
 
+def test_streaming_in_uneven_blocks_gives_the_one_pass_result_in_order():
+    torch.manual_seed(0)
+    model = _Frames(5, running=True).eval()  # not frame-wise: the windows matter
+    x = np.random.default_rng(1).normal(size=(517, 5)).astype(np.float32)
+    p = _predictor(model, overlap=12)
+    p.checkpoint.update(roles=["phonetic"], features={"phonetic": {"dim": 5, "cache_key": "test"}},
+                        normalisation={"phonetic_mean": torch.zeros(5), "phonetic_std": torch.ones(5),
+                                       "offset_mean": torch.zeros(2, 3), "offset_scale": torch.ones(2, 3)})
+    whole = p.predict_normalised(x)
+    cuts = [0, 7, 150, 151, 390, 517]
+    pieces = list(p.stream(({"phonetic": x[a:b]} for a, b in zip(cuts[:-1], cuts[1:])), 517))
+    assert len(pieces) > 1  # frames come out before the last block is read
+    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
+    with pytest.raises(ValueError, match="end at frame 390, 517 frames expected"):
+        list(p.stream(({"phonetic": x[a:b]} for a, b in zip(cuts[:-2], cuts[1:-1])), 517))
+    with pytest.raises(ValueError, match="hold 527 frames, 517 expected"):
+        list(p.stream([{"phonetic": x}, {"phonetic": x[:10]}], 517))
+
+
 def test_crossfade_leaves_no_jump_at_window_seams():
     torch.manual_seed(0)
     model = _Frames(5, running=True).eval()

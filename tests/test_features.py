@@ -85,6 +85,34 @@ def test_whisper_windows_join_without_a_seam(speech_audio):
     assert norms[1495:1505].min() > 0.2 * np.median(norms)
 
 
+def test_whisper_input_in_numpy_equals_transformers_feature_extractor(speech_audio):
+    """The Whisper job computes its log-mel input in numpy (no torch, no transformers to import);
+    it must be Whisper's own, as transformers computes it, on speech and on a short piece."""
+    from transformers import WhisperFeatureExtractor
+
+    from animote.features.backends import _whisper_mel_filters, whisper_log_mel
+
+    extractor = WhisperFeatureExtractor(feature_size=80)
+    np.testing.assert_allclose(_whisper_mel_filters(80), extractor.mel_filters, rtol=1e-12, atol=1e-15)
+    for piece in (speech_audio[:30 * SR], speech_audio[SR:3 * SR]):
+        want = extractor(piece, sampling_rate=SR, return_tensors="np").input_features[0]
+        got = whisper_log_mel(piece, _whisper_mel_filters(80))
+        assert got.shape == want.shape == (80, 3000)
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_whisper_and_egemaps_jobs_do_not_import_torch(speech_audio, tmp_path):
+    np.save(tmp_path / "a.npy", speech_audio[:5 * SR])
+    code = ("import sys, numpy as np; from animote.features import compute_features; "
+            "a = np.load(sys.argv[1]); "
+            "[compute_features(a, 16000, {'type': t, 'model': 'bundled:tiny.en', 'threads': 1}, 150, 30.0) "
+            " for t in ('whisper', 'egemaps')]; "
+            "print(sorted(m for m in ('torch', 'transformers', 'torchaudio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a.npy")], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
 def _w2v_spec(path, kind="wav2vec2", **kw):
     return dict({"type": kind, "model": str(path), "revision": "main", "layer": -1, "window_s": 30,
                  "context_s": 1, "offline": True, "device": "cpu"}, **kw)

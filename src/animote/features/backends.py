@@ -169,6 +169,46 @@ class EGeMAPS(Backend):
         return dict(super().attrs, model="openSMILE eGeMAPSv02 LLD")
 
 
+def _slaney_mel(hz):
+    hz = np.asarray(hz, np.float64)
+    log_step = 27.0 / np.log(6.4)
+    return np.where(hz >= 1000.0, 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) * log_step, 3.0 * hz / 200.0)
+
+
+def _slaney_hz(mel):
+    mel = np.asarray(mel, np.float64)
+    return np.where(mel >= 15.0, 1000.0 * np.exp(np.log(6.4) / 27.0 * (mel - 15.0)), 200.0 * mel / 3.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _whisper_mel_filters(n_mels: int, n_fft: int = 400) -> np.ndarray:
+    """Whisper's mel filter bank (n_fft // 2 + 1, n_mels): Slaney mel scale and area
+    normalisation from 0 to 8 kHz, as Whisper (and transformers' WhisperFeatureExtractor) build it."""
+    fft_freqs = np.linspace(0, SAMPLE_RATE // 2, n_fft // 2 + 1)
+    filter_freqs = _slaney_hz(np.linspace(_slaney_mel(0.0), _slaney_mel(SAMPLE_RATE / 2), n_mels + 2))
+    diff = np.diff(filter_freqs)
+    slopes = filter_freqs[None, :] - fft_freqs[:, None]
+    bank = np.maximum(0.0, np.minimum(-slopes[:, :-2] / diff[:-1], slopes[:, 2:] / diff[1:]))
+    return bank * (2.0 / (filter_freqs[2:n_mels + 2] - filter_freqs[:n_mels]))[None, :]
+
+
+def whisper_log_mel(audio: np.ndarray, filters: np.ndarray, n_fft: int = 400, hop: int = 160,
+                    n_samples: int = 30 * SAMPLE_RATE) -> np.ndarray:
+    """Whisper's input (n_mels, 3000) for up to 30 s of 16 kHz audio, zero-padded to 30 s: power
+    STFT (periodic Hann, centred, reflected edges), mel, log10 clamped to 8 below the maximum,
+    (x + 4) / 4. In numpy, so a Whisper job imports neither torch nor transformers; equal to
+    WhisperFeatureExtractor within float tolerance (tests/test_features.py)."""
+    x = np.zeros(n_samples, np.float64)
+    x[:min(len(audio), n_samples)] = audio[:n_samples]
+    x = np.pad(x, n_fft // 2, mode="reflect")
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][:-1]  # Whisper drops the last frame
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    log_spec = np.log10(np.maximum(power @ filters, 1e-10)).T
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
 class Whisper(Backend):
     """Whisper's encoder (CTranslate2). Whisper pads every input to a 30 s window: longer audio is
     run in 30 s windows and each window's padding frames are dropped."""
@@ -200,23 +240,23 @@ class Whisper(Backend):
 
     def _load(self):
         import ctranslate2
-        from transformers import WhisperFeatureExtractor
 
-        device = "cpu" if _device(self.spec) == "cpu" else "cuda"
+        want = self.spec.get("device", "auto")
+        device = ("cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu") if want == "auto" else want
         # float16 weights compute in float32 on a CPU either way; saying so spares a warning per job
         model = ctranslate2.models.Whisper(self._model_path(), device=device, intra_threads=int(self.spec.get("threads", 1)),
                                            compute_type="float32" if device == "cpu" else "default")
-        return model, WhisperFeatureExtractor(feature_size=model.n_mels)
+        return model, _whisper_mel_filters(model.n_mels)
 
     def compute(self, audio: np.ndarray) -> Features:
         import ctranslate2
 
-        model, extractor = self.load()
+        model, filters = self.load()
         win = int(self.WINDOW_S * SAMPLE_RATE)
         outs = []
         for start in range(0, max(1, len(audio)), win):
             piece = np.asarray(audio[start:start + win], np.float32)
-            mel = extractor(piece, sampling_rate=SAMPLE_RATE, return_tensors="np").input_features
+            mel = whisper_log_mel(piece, filters)[None]
             enc = np.array(model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel)), to_cpu=True))
             keep = int(np.ceil(len(piece) / SAMPLE_RATE * self.RATE))
             outs.append(enc[0, :keep])
