@@ -45,6 +45,10 @@ def _load_model(path: Path, device: str):
     if not path.is_file():
         raise CommandError(f"{path}: no such checkpoint; a trained model is results/train/<sweep>/<experiment>/"
                            f"model.pt after `snakemake` has run")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CommandError("--device cuda: torch sees no CUDA device here; use --device auto or cpu")
     try:
         return Predictor.load(path, resolve_device(device))
     except (ValueError, RuntimeError) as exc:

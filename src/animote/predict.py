@@ -93,7 +93,7 @@ class Predictor:
             recording = sorted(meshes)[0]
         if recording not in meshes:
             raise KeyError(f"the model holds no neutral mesh of recording {recording!r} (it has {sorted(meshes)})")
-        return meshes[recording].numpy()
+        return meshes[recording].detach().cpu().numpy()
 
     def normalise(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         n = {len(np.asarray(features[r])) for r in self.roles}
@@ -112,7 +112,11 @@ class Predictor:
 
     @property
     def _norm(self) -> dict[str, np.ndarray]:
-        return {k: v.numpy() for k, v in self.checkpoint["normalisation"].items()}
+        # the checkpoint is loaded onto the model's device; the statistics are used on the host
+        if getattr(self, "_norm_cache", None) is None:
+            self._norm_cache = {k: torch.as_tensor(v).detach().cpu().numpy()
+                                for k, v in self.checkpoint["normalisation"].items()}
+        return self._norm_cache
 
     def stream(self, blocks: Iterable[Mapping[str, np.ndarray]], n: int) -> Iterator[np.ndarray]:
         """Offsets in mesh units of a sequence of ``n`` frames whose raw features arrive in
