@@ -103,11 +103,12 @@ def _frames_and_durations(video: Path) -> tuple[int, float, float]:
 @pytest.mark.slow
 def test_animate_held_out_speech_follows_the_true_lips(default_demo, tmp_path):
     wav, true_meshes, mask = _test_chunk(default_demo)
-    # the test chunk as a user might have it: stereo, 44.1 kHz, AAC in an m4a
-    speech = tmp_path / "held_out.m4a"
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(wav), "-ac", "2", "-ar", "44100", "-c:a", "aac", str(speech)],
-                   check=True)
+    # the test chunk as a user might have it: the stereo 44.1 kHz AAC track of a video
+    speech = tmp_path / "held_out.mp4"
     seconds = sf.info(str(wav)).duration
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-t", f"{seconds:.3f}", "-i", "color=c=gray:s=64x64:r=25",
+                    "-i", str(wav), "-c:v", "libx264", "-ac", "2", "-ar", "44100", "-c:a", "aac", str(speech)],
+                   check=True)
     out = tmp_path / "out" / "held_out.mp4"
     r = subprocess.run([ANIMOTE, "animate", str(speech), "--model", str(default_demo / MODEL), "--out", str(out),
                         "--obj", str(tmp_path / "obj"), "--size", "256"], capture_output=True, text=True)
@@ -120,7 +121,7 @@ def test_animate_held_out_speech_follows_the_true_lips(default_demo, tmp_path):
     assert abs(audio_s - seconds) <= 1 / fps
     d = read_mesh_sequence(out.with_suffix(".npz"))
     assert d["meshes"].shape == (n_video, 468, 3) and d["fps"] == fps
-    assert d["info"]["speech"] == "held_out.m4a" and d["info"]["experiment"] == "baseline"
+    assert d["info"]["speech"] == "held_out.mp4" and d["info"]["experiment"] == "baseline"
     n = min(len(true_meshes), n_video)
     pred_gap, true_gap = lip_gap(d["meshes"][:n]), lip_gap(true_meshes[:n])
     r_gap = np.corrcoef(pred_gap[mask[:n]], true_gap[mask[:n]])[0, 1]
