@@ -166,7 +166,7 @@ def _bad(tmp_path, *argv):
 
 
 @pytest.mark.slow
-def test_bad_input_gives_one_line_naming_the_file(default_demo, tmp_path, capsys, monkeypatch):
+def test_bad_input_gives_one_line_naming_the_file(default_demo, tiny_models, tmp_path, capsys, monkeypatch):
     model = str(default_demo / MODEL)
     sf.write(tmp_path / "silent.wav", np.zeros(32000, np.float32), 16000)
     (tmp_path / "notes.wav").write_text("not audio\n")
@@ -177,6 +177,10 @@ def test_bad_input_gives_one_line_naming_the_file(default_demo, tmp_path, capsys
     ckpt["format"] = "animote-checkpoint-0"
     torch.save(ckpt, tmp_path / "old.pt")
     (tmp_path / "notes.pt").write_text("not a checkpoint\n")
+    ckpt["format"] = torch.load(model, weights_only=True)["format"]
+    ckpt["features"]["phonetic"]["spec"] = {"type": "wav2vec2", "model": str(tmp_path / "models/wav2vec2-large"),
+                                            "revision": "main", "layer": -1, "offline": True, "device": "auto"}
+    torch.save(ckpt, tmp_path / "w2v.pt")
 
     cases = {  # argv -> what the message must say
         ("missing.wav", "--model", model): ["missing.wav", "no such file"],
@@ -187,6 +191,9 @@ def test_bad_input_gives_one_line_naming_the_file(default_demo, tmp_path, capsys
         ("speech.wav", "--model", "old.pt"): ["old.pt", "animote-checkpoint-0", "retrain"],
         ("speech.wav", "--model", "notes.pt"): ["notes.pt", "not an animote checkpoint"],
         ("speech.wav", "--model", model, "--neutral", "nobody"): ["nobody", "demo"],
+        ("speech.wav", "--model", "w2v.pt"): ["w2v.pt", "wav2vec2-large", "not available", "--backend-model"],
+        ("speech.wav", "--model", "w2v.pt", "--backend-model", f"phonetic={tiny_models / 'w2v'}"):
+            ["w2v.pt", "phonetic features are", "384"],
     }
     # the entry point once (exit status, no traceback), the rest in this process (same code, faster)
     code, lines = _bad(tmp_path, "missing.wav", "--model", model)

@@ -207,7 +207,10 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
             at = 0
             while True:
                 t0, f0 = time.perf_counter(), times["features"]
-                piece = next(pieces, None)
+                try:
+                    piece = next(pieces, None)
+                except ValueError as exc:  # features that do not fit the model (another backend's model given)
+                    raise CommandError(f"{model}: {exc}") from None
                 times["prediction"] += time.perf_counter() - t0 - (times["features"] - f0)
                 if piece is None:
                     return

@@ -284,6 +284,9 @@ class Wav2Vec2(Backend):
             Wav2Vec2Model,
         )
 
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a loading bar per job is noise in logs and on the command line
         cls = emotion_model_class() if self.emotion else Wav2Vec2Model
         kwargs = {"revision": self.spec.get("revision", "main"), "local_files_only": local_only}
         try:
