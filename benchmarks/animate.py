@@ -31,7 +31,6 @@ from animote import cli
 r = cli.animate(sys.argv[1], sys.argv[2], sys.argv[3], size=int(sys.argv[4]), device=sys.argv[5])
 r["process_seconds"] = time.perf_counter() - t0
 r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-r["ffmpeg_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(json.dumps(r))
 """
 
@@ -66,14 +65,14 @@ def main() -> None:
             rows.append((minutes, r, startup, steady))
     print(f"animate on {args.model}, video {args.size}x{args.size}, device {args.device}")
     print("| audio | frames | start-up s | decode s | features s | prediction s | rendering s | files s | "
-          "total s | RTF total | RTF steady | features RTF | render ms/frame | peak RSS MB | ffmpeg peak MB |")
-    print("|" + " --- |" * 15)
+          "total s | RTF total | RTF steady | features RTF | render ms/frame | peak RSS MB |")
+    print("|" + " --- |" * 14)
     for minutes, r, startup, steady in rows:
         s, secs = r["seconds"], r["audio_seconds"]
         print(f"| {minutes:g} min | {r['frames']} | {startup:.1f} | {s['decode']:.1f} | {s['features']:.1f} | "
               f"{s['prediction']:.1f} | {s['rendering']:.1f} | {s['export']:.1f} | {r['process_seconds']:.1f} | "
               f"{secs / r['process_seconds']:.1f}x | {secs / steady:.1f}x | {secs / s['features']:.0f}x | "
-              f"{1000 * s['rendering'] / r['frames']:.2f} | {r['peak_rss_mb']:.0f} | {r['ffmpeg_peak_rss_mb']:.0f} |")
+              f"{1000 * s['rendering'] / r['frames']:.2f} | {r['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":
