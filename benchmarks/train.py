@@ -22,7 +22,8 @@ import torch
 import yaml
 
 from animote.dataset import Sequences
-from animote.train import TrainConfig, fit, merge_experiment
+from animote.config import merge_experiment
+from animote.train import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
 

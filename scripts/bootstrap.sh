@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets animote up on a Debian or Ubuntu machine, idempotently:
 #   1. the Debian packages the pipeline calls (ffmpeg, festival with a CMU Arctic voice, espeak-ng;
-#      with --tests also chromium, for the report's browser test), installed when missing
+#      with --tests also chromium, for the report's browser test, and SLURM with munge, for the
+#      cluster test), installed when missing
 #      (as root, or through passwordless sudo; otherwise it says what to install);
 #   2. a virtual environment in .venv with the pinned set in envs/requirements.lock, and animote itself.
 # Re-running it does nothing unless envs/requirements.lock or pyproject.toml changed.
@@ -11,6 +12,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(ffmpeg festival festvox-us-slt-hts espeak-ng)
 if [ "${1:-}" = "--tests" ]; then
   APT_PACKAGES+=(chromium)  # the report test opens the report in a real headless browser
+  APT_PACKAGES+=(slurmctld slurmd slurm-client munge)  # the cluster test starts a throwaway SLURM
 fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

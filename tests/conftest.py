@@ -12,7 +12,10 @@ from helpers import SHORT_DEMO, snakemake, workspace  # noqa: E402
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """The workflow run once on a short demo through chunking; tests read its results."""
+    """The short demo run once to the end; tests read its results.
+    ANIMOTE_REUSE_DEMO_RUN=<folder> reuses a finished one (when working on the tests)."""
+    if os.environ.get("ANIMOTE_REUSE_DEMO_RUN"):
+        return Path(os.environ["ANIMOTE_REUSE_DEMO_RUN"])
     wd = workspace(tmp_path_factory.mktemp("demo_run"), SHORT_DEMO)
     snakemake(wd)
     return wd

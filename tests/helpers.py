@@ -69,11 +69,12 @@ def workspace(tmp: Path, overrides: dict | None = None, sheet: str | None = None
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, configs: tuple[str, ...] = ("test.yaml",),
-              env: dict | None = None) -> subprocess.CompletedProcess:
+              env: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir``; ``timeout`` (seconds) kills it (and fails the test) if it hangs."""
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", *configs,
            "--cores", "2", *args]
     full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

@@ -15,10 +15,9 @@ from animote.train import (
     fit,
     load_checkpoint,
     masked_loss,
-    merge_experiment,
     save_checkpoint,
-    sweep_experiments,
 )
+from animote.config import merge_experiment, sweep_experiments
 
 SMALL_MODEL = dict(d_model=32, heads=2, layers=1, ff_dim=64, dropout=0.0, positional_encoding=True, layer_norm=True,
                    causal=True, fusion_dim=32, lstm_hidden=32, lstm_layers=2, bidirectional=False)

@@ -119,3 +119,34 @@ class ChunkParams:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "ChunkParams":
         return _from_mapping(cls, config["chunks"])
+
+
+# --- the sweep (here, not in train.py, so that reading the Snakefile does not import torch) ---------
+
+
+def merge_experiment(train: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """An experiment's full training config: ``train`` with ``overrides`` (``model`` merged key by key)."""
+    out = copy.deepcopy(dict(train))
+    for k, v in (overrides or {}).items():
+        if k == "model":
+            out["model"] = {**out["model"], **v}
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def needs_gpu(device: str) -> int:
+    """How many GPUs a training job asks the scheduler for: one unless the config pins the CPU."""
+    return 0 if device == "cpu" else 1
+
+
+def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The experiments the config's sweep runs: name -> full training config (``train`` with the
+    experiment's overrides), in the config's order. ``sweep.run`` picks some; empty runs all."""
+    sweep = config["sweep"]
+    chosen = list(sweep["run"]) or list(sweep["experiments"])
+    unknown = [n for n in chosen if n not in sweep["experiments"]]
+    if unknown:
+        raise ValueError(f"config key 'sweep.run': {unknown} are not among sweep.experiments "
+                         f"({', '.join(sweep['experiments'])})")
+    return {n: merge_experiment(config["train"], sweep["experiments"][n] or {}) for n in chosen}

@@ -70,17 +70,6 @@ class TrainConfig:
         return d
 
 
-def merge_experiment(train: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """An experiment's full training config: ``train`` with ``overrides`` (``model`` merged key by key)."""
-    out = copy.deepcopy(dict(train))
-    for k, v in (overrides or {}).items():
-        if k == "model":
-            out["model"] = {**out["model"], **v}
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"model": {"heads": 2}} -> {"model.heads": 2}; lists become comma-joined strings."""
     out = {}
@@ -101,11 +90,6 @@ def resolve_device(want: str) -> str:
     if want == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device here; use 'auto' or 'cpu'")
     return want
-
-
-def needs_gpu(device: str) -> int:
-    """How many GPUs a training job asks the scheduler for: one unless the config pins the CPU."""
-    return 0 if device == "cpu" else 1
 
 
 # --- loss ------------------------------------------------------------------------------------
@@ -356,15 +340,3 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[AudioConditi
     model = build_model(ckpt["model_config"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
-
-
-def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """The experiments the config's sweep runs: name -> full training config (``train`` with the
-    experiment's overrides), in the config's order. ``sweep.run`` picks some; empty runs all."""
-    sweep = config["sweep"]
-    chosen = list(sweep["run"]) or list(sweep["experiments"])
-    unknown = [n for n in chosen if n not in sweep["experiments"]]
-    if unknown:
-        raise ValueError(f"config key 'sweep.run': {unknown} are not among sweep.experiments "
-                         f"({', '.join(sweep['experiments'])})")
-    return {n: merge_experiment(config["train"], sweep["experiments"][n] or {}) for n in chosen}

@@ -4,10 +4,9 @@ import pandas as pd
 from snakemake.utils import validate
 
 from animote.baselines import baseline_set
-from animote.config import check_renamed
+from animote.config import check_renamed, needs_gpu, sweep_experiments
 from animote.features import active_specs
 from animote.recordings import load_sheet
-from animote.train import needs_gpu, sweep_experiments
 
 
 check_renamed(config)  # a key that was renamed: say what replaced it, before the schema says "unknown"
@@ -17,6 +16,12 @@ FEATURES = active_specs(config["features"])  # role -> (cache key, spec)
 SWEEP = config["sweep"]["name"]
 EXPERIMENTS = sweep_experiments(config)  # name -> full training config
 BASELINES = baseline_set(EXPERIMENTS)  # name -> {kind, roles, label}
+
+
+def job_resources(rule_name):
+    """What a job of ``rule_name`` asks a scheduler for (mem_mb, runtime in minutes): the config's
+    ``resources.default`` with the rule's own entry over it."""
+    return dict(config["resources"]["default"], **(config["resources"].get(rule_name) or {}))
 
 
 wildcard_constraints:

@@ -5,6 +5,8 @@ rule demo_recording:
         events="results/demo/events.json",
     params:
         demo=config["demo"],
+    resources:
+        **job_resources("demo_recording"),
     log:
         "results/logs/demo_recording/demo.log",
     benchmark:

@@ -13,6 +13,8 @@ rule evaluate_baseline:
         roles=lambda wc: BASELINES[wc.baseline]["roles"],
         train={k: config["train"][k] for k in ("window", "temporal_weight")},  # for the test loss
         evaluate=config["evaluate"],
+    resources:
+        **job_resources("evaluate_baseline"),
     log:
         "results/logs/evaluate_baseline/{baseline}.log",
     benchmark:
@@ -46,6 +48,8 @@ rule evaluate:
         evaluate=config["evaluate"],
         chunk_dirs=lambda wc, input: dict(zip(RECORDINGS.index, input.chunks)),
     threads: config["train"]["threads"]
+    resources:
+        **job_resources("evaluate"),
     log:
         "results/logs/evaluate/{sweep}/{exp}.log",
     benchmark:

@@ -7,6 +7,7 @@ rule audio_features:
         spec=feature_spec,
     resources:
         gpu=feature_gpu,
+        **job_resources("audio_features"),
     log:
         "results/logs/audio_features/{backend}/{variant}/{rec}/{chunk}.log",
     benchmark:
@@ -27,6 +28,8 @@ rule features_report:
     params:
         # Not read by the script: it makes a backend switch rewrite this report (and nothing else).
         cache_keys={role: key for role, (key, _) in FEATURES.items()},
+    resources:
+        **job_resources("features_report"),
     log:
         "results/logs/features_report/{rec}.log",
     conda:

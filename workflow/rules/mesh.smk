@@ -6,6 +6,8 @@ rule face_mesh:
         directory("results/{rec}/mesh/{chunk}.zarr"),
     params:
         mesh=config["mesh"]["tracking"],
+    resources:
+        **job_resources("face_mesh"),
     log:
         "results/logs/face_mesh/{rec}/{chunk}.log",
     benchmark:
@@ -24,6 +26,8 @@ rule neutral_mesh:
     params:
         mesh=config["mesh"]["neutral"],
         image=neutral_image,
+    resources:
+        **job_resources("neutral_mesh"),
     log:
         "results/logs/neutral_mesh/{rec}.log",
     conda:
@@ -38,6 +42,8 @@ rule align_mesh:
         neutral="results/{rec}/neutral.zarr",
     output:
         directory("results/{rec}/aligned/{chunk}.zarr"),
+    resources:
+        **job_resources("align_mesh"),
     log:
         "results/logs/align_mesh/{rec}/{chunk}.log",
     benchmark:
@@ -58,6 +64,8 @@ rule mesh_report:
     output:
         summary="results/{rec}/mesh_summary.tsv",
         preview="results/{rec}/mesh_preview.png",
+    resources:
+        **job_resources("mesh_report"),
     log:
         "results/logs/mesh_report/{rec}.log",
     conda:

@@ -8,6 +8,8 @@ rule probe:
     params:
         video=config["video"],
         sample_rate=config["audio"]["sample_rate"],
+    resources:
+        **job_resources("probe"),
     log:
         "results/logs/probe/{rec}.log",
     benchmark:
@@ -30,6 +32,8 @@ rule remove_claps:
                     labels={"recording": "{rec}", "figure": "claps"}),
     params:
         claps=config["claps"],
+    resources:
+        **job_resources("remove_claps"),
     log:
         "results/logs/remove_claps/{rec}.log",
     benchmark:
@@ -50,6 +54,8 @@ checkpoint split_chunks:
         directory("results/{rec}/chunks"),
     params:
         chunks=config["chunks"],
+    resources:
+        **job_resources("split_chunks"),
     log:
         "results/logs/split_chunks/{rec}.log",
     benchmark:
@@ -69,6 +75,8 @@ rule preprocess_report:
         "results/report/preprocess.tsv",
     params:
         recordings=list(RECORDINGS.index),
+    resources:
+        **job_resources("preprocess_report"),
     log:
         "results/logs/preprocess_report/report.log",
     conda:

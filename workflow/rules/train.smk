@@ -9,6 +9,8 @@ rule dataset:
     params:
         dataset=config["dataset"],
         roles=feature_roles(),
+    resources:
+        **job_resources("dataset"),
     log:
         "results/logs/dataset/dataset.log",
     benchmark:
@@ -64,6 +66,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=experiment_gpu,
+        **job_resources("train"),
     log:
         "results/logs/train/{sweep}/{exp}.log",
     benchmark:
