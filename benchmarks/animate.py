@@ -25,12 +25,11 @@ import numpy as np
 import soundfile as sf
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 from animote import cli
 r = cli.animate(sys.argv[1], sys.argv[2], sys.argv[3], size=int(sys.argv[4]), device=sys.argv[5])
 r["process_seconds"] = time.perf_counter() - t0
-r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(r))
 """
 

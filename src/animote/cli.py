@@ -105,10 +105,11 @@ def _neutral(predictor, neutral: str | None) -> tuple[np.ndarray, str]:
 
 
 def _silence_check(raw: Path, n_samples: int, speech: Path, floor_dbfs: float = -60.0) -> float:
+    from .features import SAMPLE_RATE
     from .media import read_samples
 
     peak = 0.0
-    step = 16000 * 60
+    step = SAMPLE_RATE * 60
     for s in range(0, n_samples, step):
         peak = max(peak, float(np.abs(read_samples(raw, s, step)).max(initial=0.0)))
     db = 20 * np.log10(max(peak, 1e-12))
@@ -121,12 +122,12 @@ def _silence_check(raw: Path, n_samples: int, speech: Path, floor_dbfs: float = 
 def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.PathLike | None = None,
             neutral: str | None = None, obj_dir: str | os.PathLike | None = None, device: str = "auto",
             size: int = 512, block_seconds: float = 30.0, overlap: int | None = None, progress: bool = False,
-            backend_models: dict[str, str] | None = None, title: str | None = None) -> dict[str, Any]:
+            backend_models: dict[str, str] | None = None) -> dict[str, Any]:
     """Animate ``speech`` with the checkpoint ``model``; returns what was written and the timings.
     Raises :class:`CommandError` for bad input."""
     from .chunks import plan_chunks
     from .config import ChunkParams
-    from .export import MeshSequenceWriter, obj_faces_text, obj_text
+    from .export import MeshSequenceWriter, ObjSequenceWriter
     from .features import SAMPLE_RATE, compute_features
     from .media import decode_audio_file, frame_to_sample, read_samples
     from .mesh import face_triangles
@@ -185,7 +186,6 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
                 yield block
 
         triangles = face_triangles()
-        faces_text = obj_faces_text(triangles)
         info = {"speech": speech.name, "model": str(model), "experiment": predictor.checkpoint.get("experiment"),
                 "model_run_id": predictor.checkpoint.get("run_id"), "dataset_hash": predictor.checkpoint["dataset_hash"],
                 "features": {r: predictor.features[r]["cache_key"] for r in predictor.roles},
@@ -195,16 +195,16 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
         tmp_npz = stack.enter_context(atomic_path(npz))
         writer = MeshSequenceWriter(tmp_npz, n_frames, neutral_mesh, triangles, fps, info)
         stack.callback(writer.abort)
-        tmp_obj = None
+        objs = None
         if obj_dir is not None:
             tmp_obj = stack.enter_context(atomic_path(obj_dir))
             tmp_obj.mkdir()
+            objs = ObjSequenceWriter(tmp_obj, n_frames, triangles, f"animote: {speech.name}", fps)
         bar = _progress(n_frames, progress)
         stack.callback(bar.close)
 
         def frames() -> Iterator[tuple[np.ndarray]]:
             pieces = predictor.stream(features(), n_frames)
-            at = 0
             while True:
                 t0, f0 = time.perf_counter(), times["features"]
                 try:
@@ -217,20 +217,16 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
                 t0 = time.perf_counter()
                 meshes = neutral_mesh + piece
                 writer.write(meshes)
-                if tmp_obj is not None:
-                    for k, m in enumerate(meshes):
-                        (tmp_obj / f"frame_{at + k + 1:06d}.obj").write_text(
-                            obj_text(m, faces_text, f"animote: {speech.name}, frame {at + k + 1} of {n_frames} "
-                                                    f"at {fps:g} fps"))
+                if objs is not None:
+                    objs.write(meshes)
                 times["export"] += time.perf_counter() - t0
                 for m in meshes:
                     yield (m,)
                     bar.update(1)
-                at += len(meshes)
 
         t = time.perf_counter()
         frame = Frame2D.around(neutral_mesh, size, margin=0.15)
-        written = render_video(frames(), (title if title is not None else speech.name,), frame, fps, out,
+        written = render_video(frames(), (speech.name,), frame, fps, out,
                                audio=speech, n_frames=n_frames)
         times["rendering"] = time.perf_counter() - t - times["features"] - times["prediction"] - times["export"]
         if written != n_frames:

@@ -82,6 +82,22 @@ def read_mesh_sequence(path: str | Path) -> dict[str, Any]:
     return out
 
 
+class ObjSequenceWriter:
+    """One OBJ per frame, ``frame_000001.obj`` ... in ``folder`` (the caller's temporary folder),
+    as the frames stream in; the faces' text is built once."""
+
+    def __init__(self, folder: str | Path, n_frames: int, triangles: np.ndarray, comment: str, fps: float):
+        self.folder, self.n, self.fps, self.comment = Path(folder), int(n_frames), fps, comment
+        self.faces_text = obj_faces_text(triangles)
+        self.written = 0
+
+    def write(self, meshes: np.ndarray) -> None:
+        for m in meshes:
+            self.written += 1
+            (self.folder / f"frame_{self.written:06d}.obj").write_text(
+                obj_text(m, self.faces_text, f"{self.comment}, frame {self.written} of {self.n} at {self.fps:g} fps"))
+
+
 def obj_text(vertices: np.ndarray, faces_text: str, comment: str = "") -> str:
     v = np.asarray(vertices, np.float64) * OBJ_AXES
     head = "".join(f"# {line}\n" for line in comment.splitlines())

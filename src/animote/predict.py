@@ -10,6 +10,7 @@ the sequence's length; the output array itself is the only thing that grows with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
@@ -110,13 +111,10 @@ class Predictor:
     def denormalise(self, y: np.ndarray) -> np.ndarray:
         return denormalise_targets(y, self._norm)
 
-    @property
+    @cached_property
     def _norm(self) -> dict[str, np.ndarray]:
         # the checkpoint is loaded onto the model's device; the statistics are used on the host
-        if getattr(self, "_norm_cache", None) is None:
-            self._norm_cache = {k: torch.as_tensor(v).detach().cpu().numpy()
-                                for k, v in self.checkpoint["normalisation"].items()}
-        return self._norm_cache
+        return {k: torch.as_tensor(v).detach().cpu().numpy() for k, v in self.checkpoint["normalisation"].items()}
 
     def stream(self, blocks: Iterable[Mapping[str, np.ndarray]], n: int) -> Iterator[np.ndarray]:
         """Offsets in mesh units of a sequence of ``n`` frames whose raw features arrive in

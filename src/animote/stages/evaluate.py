@@ -26,6 +26,8 @@ from ..util import atomic_path
 log = logging.getLogger(__name__)
 
 VIDEO_NAME = "test.mp4"
+
+
 def _write_json(path, data) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps(data, indent=1, default=float))
