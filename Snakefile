@@ -22,6 +22,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 
 
+onerror:
+    report_failures(log)
+
+
 rule all:
     input:
         final_targets(),

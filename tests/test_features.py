@@ -161,3 +161,44 @@ def test_missing_local_model_folder_names_the_download(tmp_path):
     with pytest.raises(ModelUnavailable, match="no such local folder") as err:
         make_backend(spec).compute(np.zeros(SR, np.float32))
     assert "hf download facebook/wav2vec2-large-960h-lv60-self --local-dir" in str(err.value)
+
+
+def _chunk_folder(folder, audio, n_chunks=3, seconds=4, fps=30.0):
+    """A recording's chunk folder (manifest and wavs) cut from real speech."""
+    from animote.chunks import MANIFEST
+    from animote.media import write_wav
+
+    folder.mkdir()
+    rows = []
+    for i in range(n_chunks):
+        n = int(seconds * fps)
+        write_wav(folder / f"c{i:03d}.wav", audio[i * seconds * SR:(i + 1) * seconds * SR], SR)
+        rows.append(f"speaker\tc{i:03d}\t{i * n}\t{(i + 1) * n}\t{i * n}\t{(i + 1) * n}\t{n}\t{i * n}:{(i + 1) * n}\t"
+                    f"c{i:03d}.wav\t../video.mp4\t{fps}\t{SR}\n")
+    header = "recording\tchunk\tclean_start\tclean_end\traw_start\traw_end\tn_frames\tsegments\taudio\tvideo\tfps\t" \
+             "sample_rate\n"
+    (folder / MANIFEST).write_text(header + "".join(rows))
+    return folder
+
+
+def test_a_recording_job_writes_a_store_per_chunk_or_names_the_failing_chunk(speech_audio, tmp_path):
+    from animote import RecordingError
+    from animote.stages.features import features_chunk, features_recording
+    from animote.store import read_store
+
+    chunks = _chunk_folder(tmp_path / "chunks", speech_audio)
+    spec = {"type": "whisper", "model": "bundled:tiny.en", "threads": 1}
+    done = features_recording(chunks, spec, tmp_path / "whisper")
+    assert sorted(p.name for p in (tmp_path / "whisper").iterdir()) == ["c000.zarr", "c001.zarr", "c002.zarr"]
+    assert [a["chunk"] for a in done] == ["c000", "c001", "c002"]
+    alone = features_chunk(chunks, "c001", spec, tmp_path / "alone.zarr")  # one chunk in a process of its own
+    together, _ = read_store(tmp_path / "whisper/c001.zarr")
+    assert alone["n_frames"] == 120
+    np.testing.assert_allclose(together["features"], read_store(tmp_path / "alone.zarr")[0]["features"], atol=1e-5)
+    # a bad chunk: the error names it, and no folder appears (not even a partial one)
+    from animote.media import write_wav
+
+    write_wav(chunks / "c002.wav", speech_audio[:4 * 8000], 8000)
+    with pytest.raises(RecordingError, match=r"recording 'speaker'.*chunk c002.*8000 Hz"):
+        features_recording(chunks, spec, tmp_path / "again")
+    assert not (tmp_path / "again").exists() and not list(tmp_path.glob(".tmp-*"))

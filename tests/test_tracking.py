@@ -72,3 +72,49 @@ def test_a_failing_block_marks_the_run_failed(store, tmp_path):
         pass
     (child,) = [r for r in tracking.sweep_runs(uri, exp_id) if r["parent"] == parent_id]
     assert child["status"] == "FAILED"
+
+
+MOVED = """
+import sys
+from animote import tracking
+uri, run_id, note = sys.argv[1], sys.argv[2], sys.argv[3]
+tracking.log_to_run(uri, run_id, {"test_r2": 0.5}, [note])
+from mlflow.tracking import MlflowClient
+print(MlflowClient(tracking_uri=uri).get_run(run_id).info.artifact_uri)
+"""
+
+
+def test_a_moved_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+    """Relocatable results: a sqlite store made in one folder, copied to another, logs its new
+    artifacts in the new folder (MLflow itself records absolute artifact URIs)."""
+    import shutil
+
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    monkeypatch.chdir(old)
+    uri = "sqlite:///results/mlflow/mlflow.db"  # relative, as in the config
+    tracking.init_store(uri, "unit", "results/mlflow/artifacts", "results/mlflow/experiment.json")
+    tracking.start_sweep("results/mlflow/experiment.json", "s", "results/mlflow/parent.json")
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    with tracking.ExperimentRun("results/mlflow/parent.json", "e", {}, {}) as run:
+        run.log_artifact(note)
+    shutil.copytree(old, new)
+    shutil.rmtree(old / "results/mlflow/artifacts")  # nothing may be written back there
+    later = tmp_path / "later.txt"
+    later.write_text("logged after the move")
+    proc = subprocess.run([sys.executable, "-c", MOVED, uri, run.run_id, str(later)], cwd=new,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    artifact_uri = proc.stdout.strip().splitlines()[-1]
+    assert artifact_uri.startswith((new / "results/mlflow/artifacts").as_uri() + "/"), artifact_uri
+    assert "was moved from" in proc.stderr
+    assert [p.parent for p in (new / "results/mlflow/artifacts").rglob("later.txt")] == \
+        [p.parent for p in (new / "results/mlflow/artifacts").rglob("note.txt")]
+    assert not (old / "results/mlflow/artifacts").exists()
+    import sqlite3
+
+    con = sqlite3.connect(new / "results/mlflow/mlflow.db")
+    locations = con.execute("SELECT artifact_location FROM experiments WHERE name='unit' UNION ALL "
+                            "SELECT artifact_uri FROM runs").fetchall()
+    assert len(locations) == 3 and all(str(new) in loc and str(old) not in loc for (loc,) in locations)

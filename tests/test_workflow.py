@@ -108,15 +108,16 @@ TRAINING = ("dataset", "train", "sweep_summary", "evaluate", "evaluate_baseline"
 
 def test_config_edit_reruns_only_stale_stages(demo_run):
     assert _scheduled(snakemake(demo_run, "-n")) == set()
-    (demo_run / "claps.yaml").write_text("claps:\n  cut_after_s: 0.3\n")
-    # Jobs per chunk after the checkpoint are known once it has rerun; the dry run lists the rest.
+    (demo_run / "claps.yaml").write_text("claps:\n  min_over_floor_db: 32\n")  # the clap threshold
+    # Jobs per chunk after the checkpoint are known once it has rerun; the dry run lists the rest
+    # (the feature jobs, one per recording and backend, among them).
     after_claps = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "claps.yaml")))
     assert after_claps == {"remove_claps", "split_chunks", "preprocess_report", "neutral_mesh", "mesh_report",
-                           "features_report", *TRAINING, "all"}
+                           "audio_features", "features_report", *TRAINING, "all"}
     (demo_run / "chunks.yaml").write_text("chunks:\n  length_s: 12\n")
     after_chunks = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "chunks.yaml")))
-    assert after_chunks == {"split_chunks", "preprocess_report", "neutral_mesh", "mesh_report", "features_report",
-                            *TRAINING, "all"}
+    assert after_chunks == {"split_chunks", "preprocess_report", "neutral_mesh", "mesh_report", "audio_features",
+                            "features_report", *TRAINING, "all"}
     (demo_run / "track.yaml").write_text("mesh:\n  tracking:\n    max_faces: 1\n")
     after_track = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "track.yaml")))
     assert after_track == {"face_mesh", "neutral_mesh", "align_mesh", "mesh_report", *TRAINING, "all"}
@@ -289,8 +290,9 @@ def test_switching_backends_reruns_only_their_jobs_and_reuses_caches(demo_run):
     whisper = demo_run / "results/features/whisper/tiny.en"
     stamps = {p: p.stat().st_mtime_ns for p in whisper.rglob("zarr.json")}
     (demo_run / "logmel.yaml").write_text("features:\n  phonetic: logmel\n")
-    planned = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "logmel.yaml")))
-    assert planned == {"audio_features", "features_report", *TRAINING, "all"}
+    jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "logmel.yaml")))
+    assert set(jobs) == {"audio_features", "features_report", *TRAINING, "all"}
+    assert jobs["audio_features"] == 1  # one job for all the recording's chunks
     snakemake(demo_run, "results/demo/features.tsv", configs=("test.yaml", "logmel.yaml"))
     # Log-mel energy follows the true mouth opening, best at lag 0: the features are aligned.
     truth, _ = _truth(demo_run)
@@ -343,13 +345,14 @@ def test_paper_config_without_weights_fails_fast_naming_the_model(demo_run, tmp_
                      check=False, env={"HF_HOME": str(tmp_path / "empty-hf-cache")})
     took = time.perf_counter() - t
     assert proc.returncode != 0
-    logs = [*(demo_run / "results/logs/audio_features").glob("wav2vec2/*960h*/demo/*.log"),
-            *(demo_run / "results/logs/audio_features").glob("wav2vec2-emotion/*msp-dim*/demo/*.log")]
+    logs = [*(demo_run / "results/logs/audio_features").glob("wav2vec2/*960h*/demo.log"),
+            *(demo_run / "results/logs/audio_features").glob("wav2vec2-emotion/*msp-dim*/demo.log")]
     text = "\n".join(p.read_text() for p in logs)
     assert "wav2vec2-large-960h-lv60-self" in text or "emotion-msp-dim" in text
     assert "is not on this machine" in text and "local folder" in text
     assert "recording 'demo' chunk c0" in text
     features = demo_run / "results/features"
-    assert not list(features.glob("wav2vec2/*960h*/demo/*.zarr"))
-    assert not list(features.glob("wav2vec2-emotion/*msp-dim*/demo/*.zarr"))
+    assert not list(features.glob("wav2vec2/*960h*/demo*"))  # no folder, not even a partial one
+    assert not list(features.glob("wav2vec2-emotion/*msp-dim*/demo*"))
+    assert not list(features.glob("wav2vec2*/*/.tmp-*"))
     assert took < 60  # snakemake itself starts in seconds; the failing job takes under 5 s (test_features)

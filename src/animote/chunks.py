@@ -14,6 +14,7 @@ with its frame range in the cleaned and in the raw recording.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ class Chunk:
     n_frames: int
     segments: tuple[tuple[int, int], ...]  # raw frame ranges [a, b), in order
     audio: str  # path of the chunk's wav
-    video: str  # path of the recording's (constant frame rate) video
+    video: str  # path of the recording's (constant frame rate) video; in the manifest, relative to it
     fps: float
     sample_rate: int
 
@@ -115,7 +116,8 @@ def write_chunks(out_dir: str | Path, recording: str, video: str, info: ProbeInf
 
 
 def load_chunks(chunk_dir: str | Path) -> list[Chunk]:
-    """The chunks of one recording, read from its manifest (audio paths made absolute)."""
+    """The chunks of one recording, read from its manifest. Its paths are relative to the chunk
+    folder (older manifests held absolute video paths: still read)."""
     chunk_dir = Path(chunk_dir)
     df = pd.read_csv(chunk_dir / MANIFEST, sep="\t", dtype={"chunk": str, "recording": str})
     out = []
@@ -123,7 +125,8 @@ def load_chunks(chunk_dir: str | Path) -> list[Chunk]:
         out.append(Chunk(recording=r.recording, chunk=r.chunk, clean_start=int(r.clean_start),
                          clean_end=int(r.clean_end), raw_start=int(r.raw_start), raw_end=int(r.raw_end),
                          n_frames=int(r.n_frames), segments=_parse_segments(r.segments),
-                         audio=str(chunk_dir / r.audio), video=str(r.video), fps=float(r.fps),
+                         audio=str(chunk_dir / r.audio), video=os.path.normpath(chunk_dir / r.video),
+                         fps=float(r.fps),
                          sample_rate=int(r.sample_rate)))
     return out
 

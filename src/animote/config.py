@@ -150,3 +150,33 @@ def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         raise ValueError(f"config key 'sweep.run': {unknown} are not among sweep.experiments "
                          f"({', '.join(sweep['experiments'])})")
     return {n: merge_experiment(config["train"], sweep["experiments"][n] or {}) for n in chosen}
+
+
+# The library modules behind each stage of the workflow (paths inside the animote package). A
+# rule's ``code`` parameter is their hash, so editing one reruns that stage's jobs (and what
+# depends on them), and ``snakemake --list-changes params`` names their outputs first.
+STAGE_CODE = {
+    "demo": ("demo/*.py",),
+    "preprocess": ("stages/preprocess.py", "media.py", "claps.py", "chunks.py"),
+    "mesh": ("stages/mesh.py", "mesh.py"),
+    "features": ("stages/features.py", "features/*.py"),
+    "dataset": ("stages/dataset.py", "dataset.py"),
+    "train": ("stages/train.py", "train.py", "model.py"),
+    "evaluate": ("stages/evaluate.py", "evaluate.py", "predict.py", "metrics.py", "baselines.py", "render.py",
+                 "report.py"),
+}
+
+
+def code_version(stage: str) -> str:
+    """A short hash of the source of ``stage``'s library modules (see :data:`STAGE_CODE`)."""
+    import hashlib
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for pattern in STAGE_CODE[stage]:
+        files = sorted(root.glob(pattern))
+        if not files:
+            raise FileNotFoundError(f"stage '{stage}': no library module matches {pattern} in {root}")
+        for path in files:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import zarr
@@ -34,3 +34,17 @@ def read_store(path: str | Path, *names: str) -> tuple[dict[str, np.ndarray], di
         group = zarr.open_group(str(path), mode="r")
         keys = names or tuple(group.array_keys())
         return {k: group[k][...] for k in keys}, dict(group.attrs)
+
+
+def stores_in(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Zarr stores named by ``paths`` (one path or several): a store stays itself, a folder of stores
+    (one per chunk, as the feature stage writes them) becomes its ``*.zarr`` stores in name order."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    out = []
+    for p in map(Path, paths):
+        if (p / "zarr.json").exists() or p.suffix == ".zarr":
+            out.append(p)
+        else:
+            out.extend(sorted(p.glob("*.zarr")))
+    return out

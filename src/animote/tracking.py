@@ -31,10 +31,55 @@ PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_LENGTH = 6000
 
 
+STORE_DIR_TAG = "animote.store_dir"  # where the sqlite store was when its experiment was made
+_followed: set[str] = set()
+
+
 def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
+    db = _sqlite_path(uri)
+    if db is not None and uri not in _followed and db.exists():
+        follow_move(db)
+        _followed.add(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def follow_move(db: str | Path) -> int:
+    """MLflow records absolute artifact URIs in a sqlite store. When the store (a results/ folder)
+    has been moved or copied, point the artifact URIs that were inside the old store folder at the
+    same place inside this one, so new runs and artifacts land beside the store, not back in the
+    old folder. Returns the number of rows rewritten (0 when the store has not moved)."""
+    import sqlite3
+
+    here = str(Path(db).resolve().parent)
+    con = sqlite3.connect(str(db), timeout=60)
+    try:
+        if not con.execute("SELECT name FROM sqlite_master WHERE name='experiment_tags'").fetchone():
+            return 0
+        query = "SELECT experiment_id, value FROM experiment_tags WHERE key=? AND value<>?"
+        if not con.execute(query, (STORE_DIR_TAG, here)).fetchall():
+            return 0
+        changed = 0
+        with con:
+            con.execute("BEGIN IMMEDIATE")  # one job rewrites; the others then find nothing to do
+            for exp_id, old in con.execute(query, (STORE_DIR_TAG, here)).fetchall():
+                old_uri, new_uri = Path(old).as_uri(), Path(here).as_uri()
+                for table, column, key in (("experiments", "artifact_location", "experiment_id"),
+                                           ("runs", "artifact_uri", "experiment_id"),
+                                           ("logged_models", "artifact_location", "experiment_id")):
+                    cur = con.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                        f"WHERE {key} = ? AND ({column} = ? OR substr({column}, 1, ?) = ?)",
+                        (new_uri, len(old_uri) + 1, exp_id, old_uri, len(old_uri) + 1, old_uri + "/"))
+                    changed += cur.rowcount
+                con.execute("UPDATE experiment_tags SET value=? WHERE experiment_id=? AND key=?",
+                            (here, exp_id, STORE_DIR_TAG))
+                log.warning("the tracking store %s was moved from %s: %d artifact locations now point inside "
+                            "it", db, old, changed)
+        return changed
+    finally:
+        con.close()
 
 
 def _retry(call: Callable[[], T], what: str, tries: int = 8) -> T:
@@ -79,11 +124,16 @@ def init_store(uri: str, experiment: str, artifact_location: str | None, out_jso
             Path(artifact_location).mkdir(parents=True, exist_ok=True)
             location = Path(artifact_location).resolve().as_uri()
         exp_id = client.create_experiment(experiment, artifact_location=location)
+        if db is not None:
+            client.set_experiment_tag(exp_id, STORE_DIR_TAG, str(db.resolve().parent))
         log.info("tracking store %s: created experiment '%s' (id %s)", uri, experiment, exp_id)
     else:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
         exp_id = exp.experiment_id
+        here = str(db.resolve().parent) if db is not None else None
+        if here and STORE_DIR_TAG not in exp.tags and exp.artifact_location.startswith(Path(here).as_uri() + "/"):
+            client.set_experiment_tag(exp_id, STORE_DIR_TAG, here)  # a store made before the tag
         log.info("tracking store %s: experiment '%s' exists (id %s)", uri, experiment, exp_id)
     info = {"tracking_uri": uri, "experiment": experiment, "experiment_id": str(exp_id)}
     with atomic_path(out_json) as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -46,6 +47,8 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".tmp-{'[0-9a-f]' * 8}-{glob.escape(final.name)}"):
+        _remove(stale)  # left by a job killed outright (SIGKILL, power cut): one job writes ``final`` at a time
     tmp = final.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{final.name}")
     try:
         yield tmp

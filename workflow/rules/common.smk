@@ -1,10 +1,12 @@
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 from snakemake.utils import validate
 
 from animote.baselines import baseline_set
-from animote.config import check_renamed, needs_gpu, sweep_experiments
+from animote.config import check_renamed, code_version, needs_gpu, sweep_experiments
 from animote.features import active_specs
 from animote.recordings import load_sheet
 
@@ -110,3 +112,37 @@ def final_targets():
         + expand("results/{rec}/mesh_{what}", rec=RECORDINGS.index, what=["summary.tsv", "preview.png"])
         + expand("results/{rec}/features.tsv", rec=RECORDINGS.index)
     )
+
+
+FAILED_JOB = "Error in rule"  # how Snakemake's log opens the block of a failed job
+
+
+def report_failures(snakemake_logs):
+    """The run's last lines after a failure: each failed job, its error and the log to read (Snakemake
+    itself ends with "look above", which in a long --keep-going run is thousands of lines up)."""
+    logs = [snakemake_logs] if isinstance(snakemake_logs, (str, Path)) else list(snakemake_logs)
+    failed, failing = [], None
+    text = "\n".join(Path(p).read_text(errors="replace") for p in logs if Path(p).exists())
+    for line in text.splitlines():
+        if line.startswith(FAILED_JOB + " "):
+            failing = line[len(FAILED_JOB) + 1 :].rstrip(":")
+        elif failing and line.startswith("    log: "):
+            failed.append((failing, line[len("    log: ") :].split(" (")[0]))
+            failing = None
+        elif failing and not line.startswith("    "):
+            failed.append((failing, None))
+            failing = None
+    if not failed:
+        return
+    lines = [f"animote: {len(failed)} job(s) failed:"]
+    for name, job_log in failed:
+        if job_log is None:
+            lines.append(f"  {name}: no log; see {', '.join(map(str, logs))}")
+            continue
+        tail = [t for t in Path(job_log).read_text(errors="replace").splitlines() if t.strip()] \
+            if Path(job_log).exists() else []
+        error = next((t for t in reversed(tail) if not t.startswith((" ", "\t"))), "(empty log)")
+        lines.append(f"  {name}: {error[:300]}")
+        lines.append(f"    read {job_log}")
+    lines.append("Fix them (or take a broken recording out of the sheet) and run again: finished jobs are kept.")
+    print("\n".join(lines), file=sys.stderr)

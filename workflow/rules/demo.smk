@@ -4,6 +4,7 @@ rule demo_recording:
         truth="results/demo/truth.tsv",
         events="results/demo/events.json",
     params:
+        code=code_version("demo"),  # the stage's library code
         demo=config["demo"],
     resources:
         **job_resources("demo_recording"),

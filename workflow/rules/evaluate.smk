@@ -9,6 +9,7 @@ rule evaluate_baseline:
         metrics="results/baselines/{baseline}/metrics.json",
         regions="results/baselines/{baseline}/regions.tsv",
     params:
+        code=code_version("evaluate"),  # the stage's library code
         kind=lambda wc: BASELINES[wc.baseline]["kind"],
         roles=lambda wc: BASELINES[wc.baseline]["roles"],
         train={k: config["train"][k] for k in ("window", "temporal_weight")},  # for the test loss
@@ -45,6 +46,7 @@ rule evaluate:
                      caption="../report/video.rst", category="Experiments", subcategory="{exp}",
                      labels={"experiment": "{exp}", "figure": "video"}),
     params:
+        code=code_version("evaluate"),  # the stage's library code
         evaluate=config["evaluate"],
         chunk_dirs=lambda wc, input: dict(zip(RECORDINGS.index, input.chunks)),
     threads: config["train"]["threads"]
@@ -78,6 +80,7 @@ rule sweep_report:
         features_tsv="results/report/{sweep}/features.tsv",
         markdown="results/report/{sweep}/tables.md",
     params:
+        code=code_version("evaluate"),  # the stage's library code
         configs=EXPERIMENTS,
         defaults=config["train"],
         baselines={b["label"]: f"results/baselines/{name}/metrics.json" for name, b in BASELINES.items()},

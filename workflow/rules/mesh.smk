@@ -5,6 +5,7 @@ rule face_mesh:
     output:
         directory("results/{rec}/mesh/{chunk}.zarr"),
     params:
+        code=code_version("mesh"),  # the stage's library code
         mesh=config["mesh"]["tracking"],
     resources:
         **job_resources("face_mesh"),
@@ -24,6 +25,7 @@ rule neutral_mesh:
     output:
         directory("results/{rec}/neutral.zarr"),
     params:
+        code=code_version("mesh"),  # the stage's library code
         mesh=config["mesh"]["neutral"],
         image=neutral_image,
     resources:
@@ -42,6 +44,8 @@ rule align_mesh:
         neutral="results/{rec}/neutral.zarr",
     output:
         directory("results/{rec}/aligned/{chunk}.zarr"),
+    params:
+        code=code_version("mesh"),  # the stage's library code
     resources:
         **job_resources("align_mesh"),
     log:
@@ -64,6 +68,8 @@ rule mesh_report:
     output:
         summary="results/{rec}/mesh_summary.tsv",
         preview="results/{rec}/mesh_preview.png",
+    params:
+        code=code_version("mesh"),  # the stage's library code
     resources:
         **job_resources("mesh_report"),
     log:

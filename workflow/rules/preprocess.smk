@@ -6,6 +6,7 @@ rule probe:
         video="results/{rec}/video.mp4",
         audio="results/{rec}/audio.wav",
     params:
+        code=code_version("preprocess"),  # the stage's library code
         video=config["video"],
         sample_rate=config["audio"]["sample_rate"],
     resources:
@@ -31,6 +32,7 @@ rule remove_claps:
         plot=report("results/{rec}/claps.png", caption="../report/claps.rst", category="Preprocessing",
                     labels={"recording": "{rec}", "figure": "claps"}),
     params:
+        code=code_version("preprocess"),  # the stage's library code
         claps=config["claps"],
     resources:
         **job_resources("remove_claps"),
@@ -53,6 +55,7 @@ checkpoint split_chunks:
     output:
         directory("results/{rec}/chunks"),
     params:
+        code=code_version("preprocess"),  # the stage's library code
         chunks=config["chunks"],
     resources:
         **job_resources("split_chunks"),
@@ -74,6 +77,7 @@ rule preprocess_report:
     output:
         "results/report/preprocess.tsv",
     params:
+        code=code_version("preprocess"),  # the stage's library code
         recordings=list(RECORDINGS.index),
     resources:
         **job_resources("preprocess_report"),

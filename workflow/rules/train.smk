@@ -2,11 +2,12 @@ rule dataset:
     input:
         aligned=all_chunk_files("results/{rec}/aligned/{chunk}.zarr"),
         neutral=expand("results/{rec}/neutral.zarr", rec=RECORDINGS.index),
-        phonetic=all_chunk_files(f"results/features/{FEATURES['phonetic'][0]}/{{rec}}/{{chunk}}.zarr"),
-        emotion=all_chunk_files(f"results/features/{FEATURES['emotion'][0]}/{{rec}}/{{chunk}}.zarr"),
+        phonetic=expand(f"results/features/{FEATURES['phonetic'][0]}/{{rec}}", rec=RECORDINGS.index),
+        emotion=expand(f"results/features/{FEATURES['emotion'][0]}/{{rec}}", rec=RECORDINGS.index),
     output:
         directory("results/dataset/dataset.zarr"),
     params:
+        code=code_version("dataset"),  # the stage's library code
         dataset=config["dataset"],
         roles=feature_roles(),
     resources:
@@ -62,6 +63,7 @@ rule train:
         plot=report("results/train/{sweep}/{exp}/loss.png", caption="../report/loss.rst", category="Experiments",
                     subcategory="{exp}", labels={"experiment": "{exp}", "figure": "loss curves"}),
     params:
+        code=code_version("train"),  # the stage's library code
         train=experiment_config,
     threads: config["train"]["threads"]
     resources:
@@ -85,6 +87,7 @@ rule sweep_summary:
     output:
         "results/train/{sweep}/sweep.tsv",
     params:
+        code=code_version("train"),  # the stage's library code
         configs=EXPERIMENTS,
     log:
         "results/logs/sweep_summary/{sweep}.log",

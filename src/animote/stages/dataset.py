@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from .. import RecordingError
 from ..dataset import ChunkData, SplitParams, assign_splits, content_hash, offsets_and_mask, write_dataset
-from ..store import read_store
+from ..store import read_store, stores_in
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def build_dataset(aligned: Sequence, neutral: Sequence, features: Mapping[str, S
                   out_store: str | Path) -> dict:
     """Join every chunk's aligned meshes, its recording's neutral mesh and each role's features.
 
-    ``features``: role -> feature store paths (any order); ``roles``: role -> {cache_key, spec}.
+    ``features``: role -> feature stores or folders of them (any order); ``roles``: role -> {cache_key, spec}.
     Frame counts and fps are checked against each other; a mismatch names the recording and
     chunk. Writes the store atomically and returns its attributes."""
     params = SplitParams.from_config(dataset_config)
@@ -41,7 +41,7 @@ def build_dataset(aligned: Sequence, neutral: Sequence, features: Mapping[str, S
     for p in neutral:
         arrays, attrs = read_store(p, "neutral")
         neutrals[attrs["recording"]] = arrays["neutral"]
-    feats = {role: _by_chunk(paths, role, "features") for role, paths in features.items()}
+    feats = {role: _by_chunk(stores_in(paths), role, "features") for role, paths in features.items()}
     unknown = set(params.test_recordings) - {rec for rec, _ in meshes}
     if unknown:
         raise ValueError(f"config key 'dataset.test_recordings': {sorted(unknown)} are not recordings of the sheet")

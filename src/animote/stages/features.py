@@ -1,5 +1,6 @@
-"""Stage entry points of the audio feature stage, on file paths: one backend for one chunk,
-and the per-recording report of the active stores."""
+"""Stage entry points of the audio feature stage, on file paths: one backend for every chunk of a
+recording (one process, the model loaded once, a store per chunk), and the per-recording report
+of the active stores."""
 
 from __future__ import annotations
 
@@ -12,35 +13,63 @@ import pandas as pd
 
 from .. import RecordingError
 from ..chunks import find_chunk, load_chunks
-from ..features import compute_features
+from ..features import Backend, compute_features, make_backend
 from ..media import read_wav
-from ..store import read_store, write_store
+from ..store import read_store, stores_in, write_store
 from ..util import atomic_path
 
 log = logging.getLogger(__name__)
 
 
-def features_chunk(chunk_dir: str | Path, chunk_id: str, spec: Mapping[str, Any], out_store: str | Path) -> dict:
-    """Compute one backend's features for one chunk, aligned to its video frames, into a store."""
+def features_chunk(chunk_dir: str | Path, chunk_id: str, spec: Mapping[str, Any] | Backend,
+                   out_store: str | Path) -> dict:
+    """Compute one backend's features for one chunk, aligned to its video frames, into a store.
+    ``spec``: a backend spec, or a backend already loaded (to reuse its model across chunks)."""
     chunk = find_chunk(chunk_dir, chunk_id)
     audio, sr = read_wav(chunk.audio)
     name = f"recording '{chunk.recording}' chunk {chunk.chunk}"
     try:
         out = compute_features(audio, sr, spec, chunk.n_frames, chunk.fps, name)
     except ValueError as exc:
-        raise RecordingError(chunk.recording, str(exc).removeprefix(f"{name}: ")) from None
+        raise RecordingError(chunk.recording, f"chunk {chunk.chunk}: {str(exc).removeprefix(f'{name}: ')}") from None
     attrs = dict(out.attrs, recording=chunk.recording, chunk=chunk.chunk)
     write_store(out_store, {"features": out.frames, **out.extra}, attrs)
-    log.info("%s: %s %s -> (%d, %d), real-time factor %.3f", name, spec["type"], attrs["cache_key"],
+    log.info("%s: %s -> (%d, %d), real-time factor %.3f", name, attrs["cache_key"],
              *out.frames.shape, attrs["real_time_factor"])
     return attrs
 
 
+def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: str | Path) -> list[dict]:
+    """One backend's features for every chunk of a recording: a folder of per-chunk stores
+    (``cNNN.zarr``), written under a temporary name and renamed when every chunk is done. The
+    backend (its imports and model) is loaded once for all the chunks: per chunk a job would
+    spend seconds starting up for a fraction of a second of features."""
+    chunks = load_chunks(chunk_dir)
+    if not chunks:
+        raise ValueError(f"{chunk_dir}: no chunks in the manifest")
+    backend = make_backend(spec)
+    done = []
+    with atomic_path(out_dir) as tmp:
+        Path(tmp).mkdir(parents=True)
+        for chunk in chunks:
+            done.append(features_chunk(chunk_dir, chunk.chunk, backend, Path(tmp) / f"{chunk.chunk}.zarr"))
+    log.info("recording '%s': %s features for %d chunks, real-time factor %.3f overall", chunks[0].recording,
+             done[0]["cache_key"], len(done),
+             sum(a["real_time_factor"] * c.n_frames / c.fps for a, c in zip(done, chunks))
+             / sum(c.n_frames / c.fps for c in chunks))
+    return done
+
+
 def features_report(recording: str, stores: Mapping[str, list], chunk_dir: str | Path, out_tsv: str | Path):
-    """Per chunk and role: frames (checked against the chunk), dimension, backend, real-time factor."""
+    """Per chunk and role: frames (checked against the chunk), dimension, backend, real-time factor.
+    ``stores``: role -> stores, or folders of per-chunk stores; every chunk must have one."""
     chunks = {c.chunk: c for c in load_chunks(chunk_dir)}
     rows = []
     for role, paths in stores.items():
+        paths = stores_in(paths)
+        missing = sorted(set(chunks) - {Path(p).stem for p in paths})
+        if missing:
+            raise RecordingError(recording, f"no {role} features for chunks {', '.join(missing)}")
         for path in paths:
             arrays, attrs = read_store(path, "features")
             f = arrays["features"]

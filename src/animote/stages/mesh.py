@@ -38,6 +38,7 @@ def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out
     info = ProbeInfo.load(probe_json)
     size = decode_size(info.width, info.height, params.max_side)
     name = f"recording '{chunk.recording}' chunk {chunk.chunk}"
+    log.info("%s: tracking %d frames decoded at %dx%d", name, chunk.n_frames, *size)
     frames = iter_chunk_frames(chunk, info, size=size, threads=params.decode_threads)
     landmarks, found, timing = track_frames(frames, chunk.n_frames, params, name)
     share = float(found.mean())

@@ -33,6 +33,14 @@ from ..util import atomic_path
 log = logging.getLogger(__name__)
 
 
+def _link_target(src: str | Path, link: str | Path) -> str:
+    """What the link to a recording holds: a relative path when the sheet gave one (a recording
+    inside the working folder, like the demo, moves with it), else the sheet's absolute path."""
+    if Path(src).is_absolute():
+        return str(src)
+    return os.path.relpath(os.path.abspath(src), os.path.dirname(os.path.abspath(link)))
+
+
 def prepare_recording(src: str | Path, recording: str, probe_json: str | Path, video_out: str | Path,
                       audio_out: str | Path, video: VideoParams, sample_rate: int) -> ProbeInfo:
     """Probe a recording; give the pipeline a constant-frame-rate video at ``video_out`` (a link
@@ -50,7 +58,7 @@ def prepare_recording(src: str | Path, recording: str, probe_json: str | Path, v
         info = probe(video_out, recording, video.vfr_tolerance)
     else:  # already constant-rate: link it, and the probe still holds (one packet scan is enough)
         with atomic_path(video_out) as tmp:
-            os.symlink(Path(src).resolve(), tmp)
+            os.symlink(_link_target(src, video_out), tmp)
         info = dataclasses.replace(info, path=str(video_out))
     audio = extract_audio(video_out, info, sample_rate, recording)
     write_wav(audio_out, audio, sample_rate)
@@ -94,7 +102,9 @@ def split_chunks(probe_json: str | Path, video: str | Path, clean_wav: str | Pat
     kept = pd.read_csv(kept_tsv, sep="\t")
     out_dir = Path(out_dir)
     with atomic_path(out_dir) as tmp:
-        manifest = write_chunks(tmp, recording, str(Path(video).resolve()), info, audio, sr, kept, params)
+        # the video relative to the chunk folder: a results/ folder moved elsewhere still finds it
+        video_rel = os.path.relpath(os.path.abspath(video), os.path.abspath(out_dir))
+        manifest = write_chunks(tmp, recording, video_rel, info, audio, sr, kept, params)
         if params.export_video:
             for chunk in load_chunks(tmp):
                 export_chunk_video(chunk, info, Path(tmp) / f"{chunk.chunk}.mp4")
