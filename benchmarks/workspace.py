@@ -13,6 +13,11 @@ REPO = Path(__file__).resolve().parents[1]
 OVERRIDE = "bench.yaml"
 
 
+def set_recording(wd: Path, video: str) -> None:
+    """Make the sheet's one recording (id ``demo``) the video at ``video``."""
+    _sheet(wd, video)
+
+
 def _sheet(wd: Path, video: str) -> None:
     (wd / "config" / "recordings.tsv").write_text(f"id\tpath\tneutral\ndemo\t{video}\t\n")
 
