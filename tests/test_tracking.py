@@ -84,26 +84,38 @@ print(MlflowClient(tracking_uri=uri).get_run(run_id).info.artifact_uri)
 """
 
 
-def test_a_moved_store_keeps_its_artifacts_beside_it(tmp_path, monkeypatch):
+MADE = """
+import sys
+from animote import tracking
+uri, note = sys.argv[1], sys.argv[2]
+tracking.init_store(uri, "unit", "results/mlflow/artifacts", "results/mlflow/experiment.json")
+tracking.start_sweep("results/mlflow/experiment.json", "s", "results/mlflow/parent.json")
+with tracking.ExperimentRun("results/mlflow/parent.json", "e", {}, {}) as run:
+    run.log_artifact(note)
+print(run.run_id)
+"""
+
+
+def test_a_moved_store_keeps_its_artifacts_beside_it(tmp_path):
     """Relocatable results: a sqlite store made in one folder, copied to another, logs its new
-    artifacts in the new folder (MLflow itself records absolute artifact URIs)."""
+    artifacts in the new folder (MLflow itself records absolute artifact URIs). Each part runs in
+    a process of its own, as the jobs do (MLflow caches a store by its URI, relative or not)."""
     import shutil
 
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir()
-    monkeypatch.chdir(old)
     uri = "sqlite:///results/mlflow/mlflow.db"  # relative, as in the config
-    tracking.init_store(uri, "unit", "results/mlflow/artifacts", "results/mlflow/experiment.json")
-    tracking.start_sweep("results/mlflow/experiment.json", "s", "results/mlflow/parent.json")
     note = tmp_path / "note.txt"
     note.write_text("hello")
-    with tracking.ExperimentRun("results/mlflow/parent.json", "e", {}, {}) as run:
-        run.log_artifact(note)
+    made = subprocess.run([sys.executable, "-c", MADE, uri, str(note)], cwd=old, capture_output=True, text=True,
+                          timeout=120)
+    assert made.returncode == 0, made.stderr[-2000:]
+    run_id = made.stdout.strip().splitlines()[-1]
     shutil.copytree(old, new)
     shutil.rmtree(old / "results/mlflow/artifacts")  # nothing may be written back there
     later = tmp_path / "later.txt"
     later.write_text("logged after the move")
-    proc = subprocess.run([sys.executable, "-c", MOVED, uri, run.run_id, str(later)], cwd=new,
+    proc = subprocess.run([sys.executable, "-c", MOVED, uri, run_id, str(later)], cwd=new,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     artifact_uri = proc.stdout.strip().splitlines()[-1]
