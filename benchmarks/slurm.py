@@ -84,7 +84,7 @@ def _free_port() -> int:
 
 
 def _run(wd: Path, *args: str) -> float:
-    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile",
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--configfile",
            workspace.OVERRIDE, *args]
     t = time.perf_counter()
     proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True)

@@ -32,7 +32,7 @@ def make(wd: Path, overrides: dict) -> Path:
 
 
 def snakemake(wd: Path, *targets: str, cores: int = 2) -> None:
-    subprocess.run([str(Path(sys.executable).parent / "snakemake"), *targets, "-s", str(REPO / "Snakefile"),
+    subprocess.run([str(Path(sys.executable).parent / "snakemake"), *targets, "-s", str(REPO / "workflow" / "Snakefile"),
                     "--configfile", OVERRIDE, "--cores", str(cores), "--quiet", "all"], cwd=wd, check=True)
 
 

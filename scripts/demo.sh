@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-if [ $# -eq 0 ]; then set -- --cores all --workflow-profile workflow/profiles/default; fi
+if [ $# -eq 0 ]; then set -- --cores all; fi   # with workflow/profiles/default, which snakemake reads by itself
 exec .venv/bin/snakemake "$@"

@@ -71,7 +71,7 @@ def workspace(tmp: Path, overrides: dict | None = None, sheet: str | None = None
 def snakemake(workdir: Path, *args: str, check: bool = True, configs: tuple[str, ...] = ("test.yaml",),
               env: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir``; ``timeout`` (seconds) kills it (and fails the test) if it hangs."""
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", *configs,
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--configfile", *configs,
            "--cores", "2", *args]
     full_env = dict(os.environ, **(env or {}))
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env, timeout=timeout)

@@ -75,3 +75,13 @@ def test_sheet_loads_with_optional_neutral(tmp_path):
 def test_sheet_errors(tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
         load_sheet(_sheet(tmp_path, text))
+
+
+def test_gpu_requests_follow_the_device_and_the_machine(monkeypatch):
+    from animote.config import gpu_visible, needs_gpu
+
+    assert [needs_gpu(d, True) for d in ("cpu", "cuda", "auto")] == [0, 1, 1]
+    # auto on a machine without a GPU runs on the CPU: it must not queue for the one "GPU" slot
+    assert [needs_gpu(d, False) for d in ("cpu", "cuda", "auto")] == [0, 1, 0]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpu_visible() is False

@@ -43,8 +43,8 @@ def test_library_code_edit_is_listed_and_reruns_only_its_stage(demo_run, tmp_pat
     header = rows[0]
     changed = {r[0] for r in rows[1:] if len(r) == len(header) and r[header.index("status")] == "params changed"}
     chunks = [c.chunk for c in load_chunks(demo_run / "results/demo/chunks")]
-    expected = {f"results/demo/{kind}/{c}.zarr" for kind in ("mesh", "aligned") for c in chunks}
-    expected |= {"results/demo/neutral.zarr", "results/demo/mesh_summary.tsv", "results/demo/mesh_preview.png"}
+    expected = {f"results/demo/mesh/{c}.zarr" for c in chunks}
+    expected |= {"results/demo/aligned", "results/demo/neutral.zarr", "results/demo/mesh_summary.tsv", "results/demo/mesh_preview.png"}
     assert changed == expected
     after = scheduled(snakemake(demo_run, "-n", env=env))
     assert set(after) == {"face_mesh", "neutral_mesh", "align_mesh", "mesh_report", "dataset", "train",
@@ -53,7 +53,7 @@ def test_library_code_edit_is_listed_and_reruns_only_its_stage(demo_run, tmp_pat
 
 
 def _start(wd: Path, *targets: str) -> subprocess.Popen:
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", "test.yaml", "--cores", "2",
+    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--configfile", "test.yaml", "--cores", "2",
            *targets]
     return subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -145,7 +145,7 @@ def test_keep_going_finishes_the_good_recording_and_names_the_broken_one(demo_ru
     with open(wd / "config/recordings.tsv", "a") as sheet:
         sheet.write("broken_take\tbroken.mp4\t\n")
     last = load_chunks(wd / "results/demo/chunks")[-1].chunk
-    redo = [f"results/demo/mesh/{last}.zarr", f"results/demo/aligned/{last}.zarr", "results/demo/mesh_summary.tsv",
+    redo = [f"results/demo/mesh/{last}.zarr", "results/demo/aligned", "results/demo/mesh_summary.tsv",
             "results/demo/features.tsv"]
     for path in redo:
         shutil.rmtree(wd / path) if (wd / path).is_dir() else (wd / path).unlink()

@@ -8,6 +8,7 @@ turned into a dataclass after validation and passed explicitly.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -135,9 +136,21 @@ def merge_experiment(train: Mapping[str, Any], overrides: Mapping[str, Any]) -> 
     return out
 
 
-def needs_gpu(device: str) -> int:
-    """How many GPUs a training job asks the scheduler for: one unless the config pins the CPU."""
-    return 0 if device == "cpu" else 1
+def gpu_visible() -> bool:
+    """Whether this machine has an NVIDIA GPU that CUDA may use (without importing torch)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+def needs_gpu(device: str, gpu_here: bool = True) -> int:
+    """How many GPUs a job on ``device`` (cpu, cuda, auto) asks the scheduler for. ``auto`` asks for
+    one where the job may get one: on a cluster, or on a machine with a GPU (``gpu_here``); on a
+    machine without, it runs on the CPU and must not queue behind the other "GPU" jobs."""
+    if device == "cpu":
+        return 0
+    return 1 if device != "auto" or gpu_here else 0
 
 
 def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -6,7 +6,7 @@ import pandas as pd
 from snakemake.utils import validate
 
 from animote.baselines import baseline_set
-from animote.config import check_renamed, code_version, needs_gpu, sweep_experiments
+from animote.config import check_renamed, code_version, gpu_visible, needs_gpu, sweep_experiments
 from animote.features import active_specs
 from animote.recordings import load_sheet
 
@@ -55,15 +55,6 @@ def chunk_files(pattern):
     return expand_chunks
 
 
-def all_chunk_files(pattern):
-    """Input function: ``pattern`` expanded over every chunk of every recording."""
-
-    def expand_all(wildcards):
-        return [path for rec in RECORDINGS.index for path in chunk_files(pattern)(SimpleNamespace(rec=rec))]
-
-    return expand_all
-
-
 def neutral_image(wildcards):
     return RECORDINGS.loc[wildcards.rec, "neutral"]
 
@@ -87,9 +78,14 @@ def feature_spec(wildcards):
     raise ValueError(f"no active feature backend has cache key {key}")
 
 
+def gpu_here():
+    """A job may get a GPU: on a cluster (SLURM gives one on request), or on this machine if it has one."""
+    return not workflow.local_exec or gpu_visible()
+
+
 def feature_gpu(wildcards):
     spec = feature_spec(wildcards)
-    return int(spec["type"].startswith("wav2vec2") and spec["device"] != "cpu")
+    return needs_gpu(spec["device"], gpu_here()) if spec["type"].startswith("wav2vec2") else 0
 
 
 def feature_roles():
@@ -102,7 +98,7 @@ def experiment_config(wildcards):
 
 
 def experiment_gpu(wildcards):
-    return needs_gpu(EXPERIMENTS[wildcards.exp]["device"])
+    return needs_gpu(EXPERIMENTS[wildcards.exp]["device"], gpu_here())
 
 
 def final_targets():

@@ -38,20 +38,22 @@ rule neutral_mesh:
         "../scripts/neutral_mesh.py"
 
 
+# Head pose removed, one job per recording: a folder with a store per chunk (cNNN.zarr); the fit
+# takes a fraction of a second per chunk, a job's start-up a second.
 rule align_mesh:
     input:
-        mesh="results/{rec}/mesh/{chunk}.zarr",
+        meshes=chunk_files("results/{rec}/mesh/{chunk}.zarr"),
         neutral="results/{rec}/neutral.zarr",
     output:
-        directory("results/{rec}/aligned/{chunk}.zarr"),
+        directory("results/{rec}/aligned"),
     params:
         code=code_version("mesh"),  # the stage's library code
     resources:
         **job_resources("align_mesh"),
     log:
-        "results/logs/align_mesh/{rec}/{chunk}.log",
+        "results/logs/align_mesh/{rec}.log",
     benchmark:
-        "results/benchmarks/align_mesh/{rec}/{chunk}.tsv"
+        "results/benchmarks/align_mesh/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
     script:
@@ -61,7 +63,7 @@ rule align_mesh:
 rule mesh_report:
     input:
         meshes=chunk_files("results/{rec}/mesh/{chunk}.zarr"),
-        aligned=chunk_files("results/{rec}/aligned/{chunk}.zarr"),
+        aligned="results/{rec}/aligned",
         neutral="results/{rec}/neutral.zarr",
         chunks="results/{rec}/chunks",
         info="results/{rec}/probe.json",

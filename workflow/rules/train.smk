@@ -1,6 +1,6 @@
 rule dataset:
     input:
-        aligned=all_chunk_files("results/{rec}/aligned/{chunk}.zarr"),
+        aligned=expand("results/{rec}/aligned", rec=RECORDINGS.index),
         neutral=expand("results/{rec}/neutral.zarr", rec=RECORDINGS.index),
         phonetic=expand(f"results/features/{FEATURES['phonetic'][0]}/{{rec}}", rec=RECORDINGS.index),
         emotion=expand(f"results/features/{FEATURES['emotion'][0]}/{{rec}}", rec=RECORDINGS.index),

@@ -1,5 +1,5 @@
-from animote.stages.mesh import align_chunk
+from animote.stages.mesh import align_recording
 from animote.util import logged
 
 with logged(snakemake.log[0]):
-    align_chunk(snakemake.input.mesh, snakemake.input.neutral, snakemake.output[0])
+    align_recording(snakemake.input.meshes, snakemake.input.neutral, snakemake.output[0])

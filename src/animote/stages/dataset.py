@@ -32,11 +32,12 @@ def build_dataset(aligned: Sequence, neutral: Sequence, features: Mapping[str, S
                   out_store: str | Path) -> dict:
     """Join every chunk's aligned meshes, its recording's neutral mesh and each role's features.
 
-    ``features``: role -> feature stores or folders of them (any order); ``roles``: role -> {cache_key, spec}.
+    ``aligned``: aligned mesh stores or folders of them; ``features``: role -> feature stores or folders
+    of them (any order); ``roles``: role -> {cache_key, spec}.
     Frame counts and fps are checked against each other; a mismatch names the recording and
     chunk. Writes the store atomically and returns its attributes."""
     params = SplitParams.from_config(dataset_config)
-    meshes = _by_chunk(aligned, "aligned", "aligned", "face_found")
+    meshes = _by_chunk(stores_in(aligned), "aligned", "aligned", "face_found")
     neutrals = {}
     for p in neutral:
         arrays, attrs = read_store(p, "neutral")

@@ -23,7 +23,7 @@ from ..mesh import (
     to_isotropic,
     track_frames,
 )
-from ..store import read_store, write_store
+from ..store import read_store, stores_in, write_store
 from ..util import atomic_path
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,31 @@ def align_chunk(mesh_store: str | Path, neutral_store: str | Path, out_store: st
     return out_attrs
 
 
+def align_recording(mesh_stores: list, neutral_store: str | Path, out_dir: str | Path) -> list[dict]:
+    """Head pose removed from every chunk of a recording: a folder with a store per chunk (named as
+    its mesh store), written under a temporary name and renamed when all are done. One process
+    for the recording: per chunk, start-up would take longer than the fit."""
+    done = []
+    with atomic_path(out_dir) as tmp:
+        Path(tmp).mkdir(parents=True)
+        for store in mesh_stores:
+            done.append(align_chunk(store, neutral_store, Path(tmp) / Path(store).name))
+    if done:
+        log.info("recording '%s': head pose removed from %d chunks, residual median %s", done[0]["recording"],
+                 len(done), ", ".join(f"{a['chunk']} {a['residual_median']:.2e}" if a["residual_median"] is not None
+                                      else f"{a['chunk']} -" for a in done))
+    return done
+
+
 def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral_store: str | Path,
                 chunk_dir: str | Path, probe_json: str | Path, out_tsv: str | Path,
                 out_png: str | Path) -> pd.DataFrame:
     """Per-chunk summary (frames, face share, pose residual, lip gap range) and the picture."""
     rows, first = [], None
+    aligned_stores = stores_in(aligned_stores)
+    if [Path(p).name for p in mesh_stores] != [Path(p).name for p in aligned_stores]:
+        raise RecordingError(recording, f"aligned stores {[Path(p).name for p in aligned_stores]} do not match the "
+                                        f"mesh stores {[Path(p).name for p in mesh_stores]}")
     for mesh_store, store in zip(mesh_stores, aligned_stores):
         arrays, attrs = read_store(store, "aligned", "residual", "face_found")
         found = arrays["face_found"]
