@@ -68,13 +68,24 @@ def workspace(tmp: Path, overrides: dict | None = None, sheet: str | None = None
     return tmp
 
 
+def _command(args: tuple[str, ...], configs: tuple[str, ...]) -> list[str]:
+    return [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--configfile", *configs,
+            "--cores", "2", *args]
+
+
+def start_snakemake(workdir: Path, *args: str, configs: tuple[str, ...] = ("test.yaml",), stdout=None,
+                    **popen) -> subprocess.Popen:
+    """Start the workflow in ``workdir`` without waiting for it (output to ``stdout``, a file)."""
+    return subprocess.Popen(_command(args, configs), cwd=workdir, stdout=stdout or subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if stdout else subprocess.DEVNULL, **popen)
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, configs: tuple[str, ...] = ("test.yaml",),
               env: dict | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir``; ``timeout`` (seconds) kills it (and fails the test) if it hangs."""
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--configfile", *configs,
-           "--cores", "2", *args]
     full_env = dict(os.environ, **(env or {}))
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=full_env, timeout=timeout)
+    proc = subprocess.run(_command(args, configs), cwd=workdir, capture_output=True, text=True, env=full_env,
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc

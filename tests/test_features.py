@@ -144,7 +144,7 @@ def test_missing_model_fails_fast_and_says_how_to_provide_it(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"})
     took = time.perf_counter() - t
-    assert proc.returncode != 0 and took < 15, took  # about 3 s; a hub download attempt would retry for minutes
+    assert proc.returncode != 0 and took < 30, took  # about 3 s alone; a hub download attempt would retry for minutes
     assert "ModelUnavailable" in proc.stderr
     assert "facebook/wav2vec2-large-960h-lv60-self" in proc.stderr and "local folder" in proc.stderr
 

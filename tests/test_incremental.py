@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import BIN, REPO, scheduled, snakemake
+from helpers import REPO, scheduled, snakemake, start_snakemake
 
 from animote.chunks import load_chunks
 from animote.store import read_store
@@ -53,10 +53,7 @@ def test_library_code_edit_is_listed_and_reruns_only_its_stage(demo_run, tmp_pat
 
 
 def _start(wd: Path, *targets: str) -> subprocess.Popen:
-    cmd = [str(BIN / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--configfile", "test.yaml", "--cores", "2",
-           *targets]
-    return subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return start_snakemake(wd, *targets, start_new_session=True)  # its own process group, to kill it whole
 
 
 def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 120) -> None:
