@@ -145,3 +145,89 @@ def cluster(tmp: Path, min_job_age: int = 300) -> Iterator[dict]:
                 dst = ETC / item.name
                 if not dst.exists():
                     (shutil.copytree if item.is_dir() else shutil.copy2)(item, dst)
+
+
+class DemoOnSlurm:
+    """The finished short demo, copied (``.snakemake`` too: its metadata tells what changed), its
+    tracking store an MLflow server, so that training and evaluation rerun: submitted through the
+    repository's slurm profile to a throwaway cluster, to the evaluation of the default experiment.
+    The copy and the server are made at once; :meth:`start` runs the cluster in a thread (the run
+    is mostly waiting on the plugin's polling, so other tests go on meanwhile)."""
+
+    TARGET = "results/evaluate/default/baseline/metrics.json"
+
+    def __init__(self, demo_run: Path, tmp: Path, repo: Path):
+        import threading
+
+        import yaml
+
+        self.tmp, self.wd, self.store = Path(tmp), Path(tmp) / "wd", Path(tmp) / "mlflow-server"
+        shutil.copytree(demo_run, self.wd, symlinks=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        started = subprocess.run(["bash", str(repo / "scripts/mlflow_server.sh"), "--store", str(self.store),
+                                  "--port", str(port), "--host", "127.0.0.1"], capture_output=True, text=True,
+                                 timeout=120)
+        if started.returncode != 0:
+            raise RuntimeError(f"mlflow_server.sh failed: {started.stderr[-2000:]}")
+        self.uri = started.stdout.strip().splitlines()[-1]
+        (self.wd / "cluster.yaml").write_text(yaml.safe_dump({
+            "mlflow": {"tracking_uri": self.uri, "artifact_location": None}, "sweep": {"run": ["baseline"]}}))
+        # The repository's profile, with what this cluster lacks: accounts and accounting (no sacct,
+        # so squeue, which forgets a job MinJobAge = 300 s after it ends: far beyond 3 x 2 s).
+        profile = yaml.safe_load((repo / "workflow/profiles/slurm/config.yaml").read_text())
+        profile.update({"slurm-no-account": True, "slurm-status-command": "squeue",
+                        "slurm-init-seconds-before-status-checks": 2, "latency-wait": 5})
+        (self.wd / "profile").mkdir()
+        (self.wd / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "DemoOnSlurm":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from helpers import snakemake
+
+        try:
+            with cluster(self.tmp / "slurm"):
+                t = time.perf_counter()
+                proc = snakemake(self.wd, self.TARGET, "--profile", "profile", configs=("test.yaml", "cluster.yaml"),
+                                 check=False, timeout=600)
+                wall = time.perf_counter() - t
+                self.result = {"proc": proc, "wall": wall, "jobs": jobs()}
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            self.error = exc
+
+    def wait(self, timeout: float = 900) -> dict:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"the SLURM run did not end within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def stop_server(self) -> None:
+        pid = self.store / "server.pid"
+        if pid.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid.read_text()), signal.SIGTERM)
+
+
+def jobs() -> list[dict[str, str]]:
+    """Rule, state and GPU request of every job SLURM still remembers (for MinJobAge)."""
+    import re
+
+    ids = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    found = []
+    for i in ids:
+        show = subprocess.run(["scontrol", "show", "job", "-o", i], capture_output=True, text=True, check=True).stdout
+        field = dict(re.findall(r"(\w+)=(\S*)", show))
+        rule = re.match(r"rule_([a-z_]+?)(_wildcards_.*)?$", field.get("Comment", ""))
+        found.append({"rule": rule.group(1) if rule else field.get("Comment", ""), "state": field.get("JobState"),
+                      "gpus": field.get("TresPerJob", "")})
+    return found
