@@ -12,9 +12,9 @@ cached (``--cache``) between runs, so only the first run pays for the synthesis.
 - per stage: jobs, job-seconds, the share of job time spent outside the work itself (process
   start-up, imports, model loading: job time minus the time the stage's own log or store gives
   for the work), and the largest peak memory of a job;
-- the floor on these cores: a bare decode + FaceMesh loop (one process, one core) and the feature
-  backends on audio already in memory, scaled to the input and divided by the cores; and the
-  ratio of the wall time to it.
+- the floor on these cores: a bare decode + FaceMesh loop (one process and its decoder pinned to one
+  core) and the feature backends on audio already in memory, scaled to the input and divided by
+  the cores; and the ratio of the wall time to it.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ PY = sys.executable
 TARGETS = ("results/report/preprocess.tsv", "results/demo/mesh_summary.tsv", "results/demo/features.tsv")
 
 FLOOR = r"""
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 import numpy as np
-wd, seconds = Path(sys.argv[1]), float(sys.argv[2])
+wd, seconds, pin = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "pin"
+if pin:  # this process, its ffmpeg decoder and every thread on one CPU: the work of one core
+    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 from animote.chunks import load_chunks, iter_chunk_frames
 from animote.config import load
 from animote.features import make_backend
@@ -134,8 +136,9 @@ def main() -> None:
     work = work_seconds(wd)
     table["work_s"] = table.rule.map(work)
     table["startup_share"] = 1 - table.work_s / table.job_s
-    floor = json.loads(subprocess.run([PY, "-c", FLOOR, str(wd), "30"], capture_output=True, text=True,
-                                      check=True).stdout.strip().splitlines()[-1])
+    floors = {how: json.loads(subprocess.run([PY, "-c", FLOOR, str(wd), "30", how], capture_output=True, text=True,
+                                             check=True).stdout.strip().splitlines()[-1]) for how in ("pin", "free")}
+    floor = floors["pin"]
     frames = float(report["chunk_frames"])
     floor_mesh = frames * floor["mesh_ms_per_frame"] / 1000 / args.cores
     floor_feat = video_min * 60 * sum(floor["feature_rtf"].values()) / args.cores
@@ -147,7 +150,8 @@ def main() -> None:
     print(f"total: {table.jobs.sum()} jobs, {table.job_s.sum():.0f} job-seconds; peak job memory "
           f"{table.max_rss_MB.max():.0f} MB")
     print(f"wall: {wall:.0f} s = {wall / 60 / video_min * 60:.1f} min per hour of video on {args.cores} cores")
-    print(f"floor: decode + FaceMesh {floor['mesh_ms_per_frame']:.2f} ms/frame on one core, features "
+    print(f"floor: decode + FaceMesh {floor['mesh_ms_per_frame']:.2f} ms/frame on one core "
+          f"({floors['free']['mesh_ms_per_frame']:.2f} unpinned: decoder and model overlap on two), features "
           + ", ".join(f"{k} {v:.4f}" for k, v in floor["feature_rtf"].items())
           + f" x real time: {floor_mesh:.0f} + {floor_feat:.0f} = {floor_s:.0f} s on {args.cores} cores")
     print(f"wall / floor: {wall / floor_s:.2f}")

@@ -34,47 +34,48 @@ sys.path.insert(0, str(HERE))
 
 import slurm_cluster  # noqa: E402
 import workspace  # noqa: E402
+from stages import stage_table  # noqa: E402
 from helpers import SHORT_DEMO  # noqa: E402
 
 REPO = workspace.REPO
 
 
 def job_spans(wd: Path) -> pd.DataFrame:
-    """Per job of the run's newest Snakemake log: rule, seconds from its start (local) or
-    submission (SLURM) to Snakemake seeing it finished, and the seconds its benchmark file gives."""
-    log = max((wd / ".snakemake/log").glob("*.snakemake.log"))
-    started, rules, bench, rows = {}, {}, {}, []
-    stamp, block = None, None
-    for line in log.read_text().splitlines():
+    """Per job of the run's Snakemake logs: its rule and the seconds from its start (a local
+    job) or submission (a SLURM job) to Snakemake seeing it finished (the log's time stamps, to the
+    second)."""
+    rows = []
+    for log in sorted((wd / ".snakemake/log").glob("*.snakemake.log")):
+        rows += _spans(log.read_text())
+    return pd.DataFrame(rows, columns=["rule", "span_s"])
+
+
+def _spans(text: str) -> list[dict]:
+    started, rows, stamp, block = {}, [], None, False
+    for line in text.splitlines():
         if re.match(r"^\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]$", line):
             stamp = datetime.strptime(line[1:-1], "%a %b %d %H:%M:%S %Y")
-            continue
-        m = re.match(r"^(?:local)?rule (\w+):$", line)
-        if m:
-            block = {"rule": m.group(1), "start": stamp}
-            continue
-        if block is not None:
-            if line.startswith("    benchmark: "):
-                block["benchmark"] = line.split(": ", 1)[1]
-            elif line.startswith("    jobid: "):
-                jid = int(line.split(": ", 1)[1])
-                started[jid], rules[jid], bench[jid] = block["start"], block["rule"], block.get("benchmark")
-            elif not line.startswith("    "):
-                block = None
-        m = re.match(r"^Finished jobid: (\d+)", line)
-        if m and int(m.group(1)) in started:
-            jid = int(m.group(1))
-            ran = None
-            if bench[jid] and (wd / bench[jid]).exists():
-                ran = float(pd.read_csv(wd / bench[jid], sep="\t")["s"].iloc[0])
-            rows.append({"rule": rules[jid], "span_s": (stamp - started[jid]).total_seconds(), "ran_s": ran})
-    return pd.DataFrame(rows)
+        elif re.match(r"^(?:local)?rule \w+:$", line):
+            block = True
+        elif block and line.startswith("    jobid: "):
+            started[int(line.split(": ", 1)[1])] = stamp
+        elif m := re.match(r"^Job (\d+) has been submitted", line):
+            started[int(m.group(1))] = stamp
+        elif m := re.match(r"^Finished jobid: (\d+) \(Rule: (\w+)\)", line):
+            if int(m.group(1)) in started:
+                rows.append({"rule": m.group(2), "span_s": (stamp - started[int(m.group(1))]).total_seconds()})
+        if not line.startswith("    ") and not re.match(r"^(?:local)?rule \w+:$", line):
+            block = False
+    return rows
 
 
-def summary(df: pd.DataFrame) -> pd.DataFrame:
-    timed = df.dropna(subset=["ran_s"]).assign(overhead_s=lambda d: d.span_s - d.ran_s)
-    return timed.groupby("rule").agg(jobs=("rule", "size"), ran_s=("ran_s", "mean"),
-                                     overhead_s=("overhead_s", "mean")).round(1)
+def summary(wd: Path) -> pd.DataFrame:
+    """Per rule: jobs, mean span, mean seconds a job ran (its benchmark files), the difference."""
+    spans = job_spans(wd).groupby("rule").agg(jobs=("rule", "size"), span_s=("span_s", "mean"))
+    ran = stage_table(wd / "results/benchmarks").set_index("rule")
+    spans["ran_s"] = ran.job_s / ran.jobs
+    spans["overhead_s"] = spans.span_s - spans.ran_s
+    return spans.round(1)
 
 
 def _free_port() -> int:
@@ -135,14 +136,14 @@ def main() -> None:
                     pass
         print(f"SLURM: {slurm_wall:.0f} s", flush=True)
 
-        spans = {"local": job_spans(local), "slurm": job_spans(cluster)}
-        table = pd.concat({k: summary(v) for k, v in spans.items()}, axis=1)
-        print("\nper rule: jobs, mean seconds a job ran, mean overhead per job (span - ran)")
-        print(table.to_string())
-        for name, df in spans.items():
-            timed = df.dropna(subset=["ran_s"])
-            print(f"{name}: {len(df)} jobs, {len(timed)} with benchmark files; overhead per job: mean "
-                  f"{(timed.span_s - timed.ran_s).mean():.1f} s, median {(timed.span_s - timed.ran_s).median():.1f} s")
+        tables = {"local": summary(local), "slurm": summary(cluster)}
+        print("\nper rule: jobs, mean span of a job (start or submission to seen finished), mean seconds it ran "
+              "(benchmark files), overhead = span - ran")
+        print(pd.concat(tables, axis=1).to_string())
+        for name, t in tables.items():
+            timed = t.dropna(subset=["ran_s"])
+            print(f"{name}: {int(t.jobs.sum())} jobs; overhead per job, weighted by jobs: "
+                  f"{(timed.overhead_s * timed.jobs).sum() / timed.jobs.sum():.1f} s")
         print(f"\nwall: --cores 2 {local_wall:.0f} s, SLURM {slurm_wall:.0f} s "
               f"({slurm_wall / local_wall:.1f}x)")
     finally:

@@ -138,7 +138,7 @@ def test_bad_recordings_fail_clearly_and_leave_nothing_finished(tmp_path):
              ("empty_take", empty, "empty"), ("voice_memo", audio_only, "no video stream")]
     sheet = "id\tpath\tneutral\n" + "".join(f"{rec}\t{path}\t\n" for rec, path, _ in cases)
     wd = workspace(tmp_path / "bad", {}, sheet=sheet)
-    proc = snakemake(wd, "--keep-going", check=False)  # one run: every recording's probe fails on its own
+    proc = snakemake(wd, "results/report/preprocess.tsv", "--keep-going", check=False)  # each probe fails on its own
     assert proc.returncode != 0
     for rec, path, message in cases:
         log = (wd / f"results/logs/probe/{rec}.log").read_text()
