@@ -13,11 +13,8 @@ on 2 cores.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -78,12 +75,6 @@ def summary(wd: Path) -> pd.DataFrame:
     return spans.round(1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(wd: Path, *args: str) -> float:
     cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "workflow" / "Snakefile"), "--configfile",
            workspace.OVERRIDE, *args]
@@ -112,28 +103,16 @@ def main() -> None:
 
         cluster = workspace.make(root / "slurm", SHORT_DEMO)
         store = root / "mlflow-server"
-        out = subprocess.run(["bash", str(REPO / "scripts/mlflow_server.sh"), "--store", str(store), "--port",
-                              str(_free_port()), "--host", "127.0.0.1"], capture_output=True, text=True, check=True)
-        uri = out.stdout.strip().splitlines()[-1]
+        uri = slurm_cluster.start_mlflow_server(store, REPO)
         overrides = yaml.safe_load((cluster / workspace.OVERRIDE).read_text())
         overrides["mlflow"] = {"tracking_uri": uri, "artifact_location": None}
         (cluster / workspace.OVERRIDE).write_text(yaml.safe_dump(overrides))
-        profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
-        # what this throwaway cluster lacks: accounts and accounting (see tests/test_slurm.py)
-        profile.update({"slurm-no-account": True, "slurm-status-command": "squeue",
-                        "slurm-init-seconds-before-status-checks": 2, "latency-wait": 5})
-        (cluster / "profile").mkdir()
-        (cluster / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+        slurm_cluster.write_profile(REPO, cluster / "profile")
         try:
             with slurm_cluster.cluster(root / "slurm-state"):
                 slurm_wall = _run(cluster, "--profile", "profile")
         finally:
-            pid = store / "server.pid"
-            if pid.exists():
-                try:
-                    os.kill(int(pid.read_text()), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            slurm_cluster.stop_mlflow_server(store)
         print(f"SLURM: {slurm_wall:.0f} s", flush=True)
 
         tables = {"local": summary(local), "slurm": summary(cluster)}

@@ -163,24 +163,10 @@ class DemoOnSlurm:
 
         self.tmp, self.wd, self.store = Path(tmp), Path(tmp) / "wd", Path(tmp) / "mlflow-server"
         shutil.copytree(demo_run, self.wd, symlinks=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        started = subprocess.run(["bash", str(repo / "scripts/mlflow_server.sh"), "--store", str(self.store),
-                                  "--port", str(port), "--host", "127.0.0.1"], capture_output=True, text=True,
-                                 timeout=120)
-        if started.returncode != 0:
-            raise RuntimeError(f"mlflow_server.sh failed: {started.stderr[-2000:]}")
-        self.uri = started.stdout.strip().splitlines()[-1]
+        self.uri = start_mlflow_server(self.store, repo)
         (self.wd / "cluster.yaml").write_text(yaml.safe_dump({
             "mlflow": {"tracking_uri": self.uri, "artifact_location": None}, "sweep": {"run": ["baseline"]}}))
-        # The repository's profile, with what this cluster lacks: accounts and accounting (no sacct,
-        # so squeue, which forgets a job MinJobAge = 300 s after it ends: far beyond 3 x 2 s).
-        profile = yaml.safe_load((repo / "workflow/profiles/slurm/config.yaml").read_text())
-        profile.update({"slurm-no-account": True, "slurm-status-command": "squeue",
-                        "slurm-init-seconds-before-status-checks": 2, "latency-wait": 5})
-        (self.wd / "profile").mkdir()
-        (self.wd / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+        write_profile(repo, self.wd / "profile")
         self.result: dict | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -211,10 +197,38 @@ class DemoOnSlurm:
         return self.result
 
     def stop_server(self) -> None:
-        pid = self.store / "server.pid"
-        if pid.exists():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid.read_text()), signal.SIGTERM)
+        stop_mlflow_server(self.store)
+
+
+def start_mlflow_server(store: Path, repo: Path) -> str:
+    """An MLflow server on a free local port with its store in ``store`` (scripts/mlflow_server.sh); its URI."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = subprocess.run(["bash", str(repo / "scripts/mlflow_server.sh"), "--store", str(store), "--port",
+                              str(port), "--host", "127.0.0.1"], capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        raise RuntimeError(f"mlflow_server.sh failed: {started.stderr[-2000:]}")
+    return started.stdout.strip().splitlines()[-1]
+
+
+def stop_mlflow_server(store: Path) -> None:
+    pid = Path(store) / "server.pid"
+    if pid.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid.read_text()), signal.SIGTERM)
+
+
+def write_profile(repo: Path, folder: Path) -> None:
+    """The repository's slurm profile, with what this cluster lacks: accounts and accounting (no
+    sacct, so squeue, which forgets a job MinJobAge = 300 s after it ends: far beyond 3 x 2 s)."""
+    import yaml
+
+    profile = yaml.safe_load((repo / "workflow/profiles/slurm/config.yaml").read_text())
+    profile.update({"slurm-no-account": True, "slurm-status-command": "squeue",
+                    "slurm-init-seconds-before-status-checks": 2, "latency-wait": 5})
+    Path(folder).mkdir(parents=True)
+    (Path(folder) / "config.yaml").write_text(yaml.safe_dump(profile))
 
 
 def jobs() -> list[dict[str, str]]:

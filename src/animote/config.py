@@ -8,6 +8,7 @@ turned into a dataclass after validation and passed explicitly.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -180,6 +181,7 @@ STAGE_CODE = {
 }
 
 
+@functools.cache  # several rules share a stage: its sources are read once per workflow parse
 def code_version(stage: str) -> str:
     """A short hash of the source of ``stage``'s library modules (see :data:`STAGE_CODE`)."""
     import hashlib
