@@ -10,70 +10,32 @@ The input is the demo synthesised at the size asked for and joined end to end (s
 cached (``--cache``) between runs, so only the first run pays for the synthesis. Prints:
 - wall time, and minutes of wall time per hour of video;
 - per stage: jobs, job-seconds, the share of job time spent outside the work itself (process
-  start-up, imports, model loading: job time minus the time the stage's own log or store gives
-  for the work), and the largest peak memory of a job;
-- the floor on these cores: a bare decode + FaceMesh loop (one process and its decoder pinned to one
-  core) and the feature backends on audio already in memory, scaled to the input and divided by
-  the cores; and the ratio of the wall time to it.
+  start-up, imports, model loading: job time, times the workers of a landmark job, minus the time
+  the stage's own log or store gives for the work), and the largest peak memory of a job (with
+  its worker processes);
+- the floor on these cores (benchmarks/floor.py): one bare loop per core, all at once, each process
+  with its decoder pinned to its own core: decode + FaceMesh on a chunk's frames, then the feature
+  backends on audio already in memory. Their mean time per frame and real-time factor, scaled to
+  the input and divided by the cores, is the floor; the ratio of the wall time to it is the figure that counts. The same
+  loop alone on one core is printed beside it: the two differ where the machine's cores do not add
+  up (shared caches, memory bandwidth, a virtual machine's neighbours).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import workspace  # benchmarks/workspace.py (run as a script, its folder is on the path)
+from floor import floor
 from stages import stage_table
 
-PY = sys.executable
 TARGETS = ("results/report/preprocess.tsv", "results/demo/mesh_summary.tsv", "results/demo/features.tsv")
-
-FLOOR = r"""
-import json, os, sys, time
-from pathlib import Path
-import numpy as np
-wd, seconds, pin = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "pin"
-if pin:  # this process, its ffmpeg decoder and every thread on one CPU: the work of one core
-    os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-from animote.chunks import load_chunks, iter_chunk_frames
-from animote.config import load
-from animote.features import make_backend
-from animote.media import ProbeInfo, read_wav
-from animote.mesh import TrackParams, decode_size
-import mediapipe as mp
-cfg = load(wd / "config/config.yaml")
-params = TrackParams.from_config(cfg)
-chunk = load_chunks(wd / "results/demo/chunks")[0]
-info = ProbeInfo.load(wd / "results/demo/probe.json")
-size = decode_size(info.width, info.height, params.max_side)
-fm = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1)
-t = time.perf_counter()
-n = 0
-for f in iter_chunk_frames(chunk, info, size=size, threads=params.decode_threads):
-    fm.process(f)
-    n += 1
-    if n >= int(seconds * chunk.fps):
-        break
-mesh_ms = 1000 * (time.perf_counter() - t) / n
-audio, sr = read_wav(wd / "results/demo/clean.wav")
-audio = audio[: int(seconds * sr)]
-rtf = {}
-for role in ("phonetic", "emotion"):
-    name = cfg["features"][role]
-    backend = make_backend(dict(cfg["features"]["backends"][name], offline=True, device="cpu"))
-    backend.compute(audio[: sr])  # the model loaded, its first call made
-    t = time.perf_counter()
-    backend.compute(audio)
-    rtf[name] = (time.perf_counter() - t) / (len(audio) / sr)
-print(json.dumps({"mesh_ms_per_frame": mesh_ms, "frames": n, "feature_rtf": rtf}))
-"""
 
 
 def source_video(cache: Path, minutes: float, width: int, height: int, cores: int) -> Path:
@@ -93,6 +55,13 @@ def source_video(cache: Path, minutes: float, width: int, height: int, cores: in
     (synth / "long.mp4").rename(video)
     shutil.rmtree(synth)
     return video
+
+
+def workers_of(wd: Path) -> int:
+    """Chunks the recording's landmark job tracked at once, from its log."""
+    text = (wd / "results/logs/face_mesh/demo.log").read_text()
+    found = re.findall(r"tracking \d+ chunks, (\d+) at a time", text)
+    return int(found[-1]) if found else 1
 
 
 def work_seconds(wd: Path) -> dict[str, float]:
@@ -135,13 +104,15 @@ def main() -> None:
     table = stage_table(wd / "results/benchmarks")
     work = work_seconds(wd)
     table["work_s"] = table.rule.map(work)
-    table["startup_share"] = 1 - table.work_s / table.job_s
-    floors = {how: json.loads(subprocess.run([PY, "-c", FLOOR, str(wd), "30", how], capture_output=True, text=True,
-                                             check=True).stdout.strip().splitlines()[-1]) for how in ("pin", "free")}
-    floor = floors["pin"]
+    # a landmark job tracks several chunks at once (its log says how many): its time is per worker
+    table["workers"] = table.rule.map({"face_mesh": workers_of(wd)}).fillna(1).astype(int)
+    table["startup_share"] = 1 - table.work_s / (table.job_s * table.workers)
+    where = (wd / "results/demo/chunks", wd / "results/demo/probe.json", wd / "config/config.yaml")
+    solo = floor(*where, cores=1)
+    full = floor(*where, cores=args.cores)
     frames = float(report["chunk_frames"])
-    floor_mesh = frames * floor["mesh_ms_per_frame"] / 1000 / args.cores
-    floor_feat = video_min * 60 * sum(floor["feature_rtf"].values()) / args.cores
+    floor_mesh = frames * full["mesh_ms_per_frame"] / 1000 / args.cores
+    floor_feat = video_min * 60 * sum(full["feature_rtf"].values()) / args.cores
     floor_s = floor_mesh + floor_feat
 
     print(f"\n{video_min:.1f} min of {args.width}x{args.height} at 30 fps ({int(report['raw_frames'])} frames), "
@@ -150,10 +121,14 @@ def main() -> None:
     print(f"total: {table.jobs.sum()} jobs, {table.job_s.sum():.0f} job-seconds; peak job memory "
           f"{table.max_rss_MB.max():.0f} MB")
     print(f"wall: {wall:.0f} s = {wall / 60 / video_min * 60:.1f} min per hour of video on {args.cores} cores")
-    print(f"floor: decode + FaceMesh {floor['mesh_ms_per_frame']:.2f} ms/frame on one core "
-          f"({floors['free']['mesh_ms_per_frame']:.2f} unpinned: decoder and model overlap on two), features "
-          + ", ".join(f"{k} {v:.4f}" for k, v in floor["feature_rtf"].items())
-          + f" x real time: {floor_mesh:.0f} + {floor_feat:.0f} = {floor_s:.0f} s on {args.cores} cores")
+    def per_core(f: dict) -> str:
+        return (f"decode + FaceMesh {f['mesh_ms_per_frame']:.2f} ms/frame, features "
+                + ", ".join(f"{k} {v:.4f}" for k, v in f["feature_rtf"].items()) + " x real time")
+    print(f"bare loop alone on one core: {per_core(solo)}")
+    print(f"bare loops on all {args.cores} cores at once, per core: {per_core(full)} "
+          f"({full['mesh_ms_per_frame'] / solo['mesh_ms_per_frame']:.2f}x the mesh loop alone)")
+    print(f"floor: {floor_mesh:.0f} + {floor_feat:.0f} = {floor_s:.0f} s on {args.cores} cores "
+          f"= {floor_s / video_min:.1f} min per hour of video")
     print(f"wall / floor: {wall / floor_s:.2f}")
     if args.keep:
         print(f"kept: {wd}")

@@ -42,14 +42,12 @@ def test_library_code_edit_is_listed_and_reruns_only_its_stage(demo_run, tmp_pat
     rows = [line.split("\t") for line in snakemake(demo_run, "--summary", env=env).stdout.splitlines()]
     header = rows[0]
     changed = {r[0] for r in rows[1:] if len(r) == len(header) and r[header.index("status")] == "params changed"}
-    chunks = [c.chunk for c in load_chunks(demo_run / "results/demo/chunks")]
-    expected = {f"results/demo/mesh/{c}.zarr" for c in chunks}
-    expected |= {"results/demo/aligned", "results/demo/neutral.zarr", "results/demo/mesh_summary.tsv", "results/demo/mesh_preview.png"}
+    expected = {"results/demo/mesh", "results/demo/aligned", "results/demo/neutral.zarr", "results/demo/mesh_summary.tsv", "results/demo/mesh_preview.png"}
     assert changed == expected
     after = scheduled(snakemake(demo_run, "-n", env=env))
     assert set(after) == {"face_mesh", "neutral_mesh", "align_mesh", "mesh_report", "dataset", "train",
                           "sweep_summary", "evaluate", "evaluate_baseline", "sweep_report", "all"}
-    assert after["face_mesh"] == len(chunks)
+    assert after["face_mesh"] == 1  # one job per recording
 
 
 def _start(wd: Path, *targets: str) -> subprocess.Popen:
@@ -90,19 +88,16 @@ def _moved_results_then_kills(wd: Path, original: Path, old_path: Path) -> None:
         assert Path(chunk.video).resolve().is_relative_to(wd) and Path(chunk.video).exists()
     assert scheduled(snakemake(wd, "-n")) == {}
 
-    # the landmark stage: two chunks' meshes to make again, killed while a landmark job runs
-    redo = [c.chunk for c in load_chunks(wd / "results/demo/chunks")][1:3]
-    targets = [f"results/demo/mesh/{c}.zarr" for c in redo]
-    logs = [wd / f"results/logs/face_mesh/demo/{c}.log" for c in redo]
-    for target, log in zip(targets, logs):
-        shutil.rmtree(wd / target)
-        log.unlink()
-    proc = _start(wd, *targets)
-    _kill_when(proc, lambda: any(p.exists() and "tracking" in p.read_text() for p in logs), "landmark job")
-    assert not all((wd / t).exists() for t in targets)
-    for t in targets:  # whatever exists under a final name is complete
-        if (wd / t).exists():
-            assert read_store(wd / t)[1]["n_frames"] > 0
+    # the landmark stage (one job for the recording's chunks), killed once it has finished a chunk:
+    # the rerun keeps that chunk and tracks the others
+    target, partial = "results/demo/mesh", wd / "results/demo/mesh.partial"
+    mesh_log = wd / "results/logs/face_mesh/demo.log"
+    shutil.rmtree(wd / target)
+    mesh_log.unlink()
+    proc = _start(wd, target)
+    _kill_when(proc, lambda: partial.exists() and any(p.suffix == ".zarr" and not p.name.startswith(".")
+                                                      for p in partial.iterdir()), "a tracked chunk")
+    assert not (wd / target).exists()  # nothing under the final name until every chunk is done
     snakemake(wd, "--unlock")  # Snakemake's lock outlives a SIGKILL; the README says to unlock
 
     # the training stage: one experiment, killed once its training loop has started
@@ -116,10 +111,12 @@ def _moved_results_then_kills(wd: Path, original: Path, old_path: Path) -> None:
     assert not (wd / f"{exp}/model.pt").exists() and not (wd / f"{exp}/run.json").exists()
     snakemake(wd, "--unlock")
 
-    snakemake(wd, *targets, f"{exp}/model.pt")
-    for t in targets:
-        again, attrs = read_store(wd / t)
-        first, _ = read_store(original / t)
+    snakemake(wd, target, f"{exp}/model.pt")
+    assert "chunks kept from an interrupted run" in mesh_log.read_text()
+    assert not partial.exists()
+    for c in load_chunks(wd / "results/demo/chunks"):
+        again, attrs = read_store(wd / f"{target}/{c.chunk}.zarr")
+        first, _ = read_store(original / f"{target}/{c.chunk}.zarr")
         assert attrs["n_frames"] == len(first["landmarks"])
         np.testing.assert_allclose(again["landmarks"], first["landmarks"], atol=1e-5)
         np.testing.assert_array_equal(again["face_found"], first["face_found"])
@@ -141,8 +138,7 @@ def test_keep_going_finishes_the_good_recording_and_names_the_broken_one(demo_ru
     broken.write_bytes(b"\x00not a video" * 200)
     with open(wd / "config/recordings.tsv", "a") as sheet:
         sheet.write("broken_take\tbroken.mp4\t\n")
-    last = load_chunks(wd / "results/demo/chunks")[-1].chunk
-    redo = [f"results/demo/mesh/{last}.zarr", "results/demo/aligned", "results/demo/mesh_summary.tsv",
+    redo = ["results/demo/mesh", "results/demo/aligned", "results/demo/mesh_summary.tsv",
             "results/demo/features.tsv"]
     for path in redo:
         shutil.rmtree(wd / path) if (wd / path).is_dir() else (wd / path).unlink()

@@ -1,9 +1,11 @@
 """Face mesh library: pose removal maths, tracking on real faces, bad input."""
 
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
 from skimage import data as skdata
@@ -133,3 +135,57 @@ def test_neutral_from_a_reference_image(demo_run, tmp_path):
     cv2.imwrite(str(bad), np.full((200, 200, 3), 90, np.uint8))
     with pytest.raises(RecordingError, match="no face in the neutral image"):
         neutral_mesh("demo", stores, chunks, str(bad), tmp_path / "n2.zarr", NEUTRAL)
+
+
+def test_a_recording_job_tracks_in_workers_resumes_and_names_a_failing_chunk(demo_run, tmp_path, caplog):
+    """Chunks tracked by two worker processes equal a chunk tracked alone; a killed job's finished
+    chunks are reused when their source key holds, and only then; a failing chunk is named and no
+    folder appears under the final name."""
+    import shutil
+
+    import zarr
+
+    from animote.stages.mesh import mesh_recording
+
+    chunks, probe = demo_run / "results/demo/chunks", demo_run / "results/demo/probe.json"
+    ids = [c.chunk for c in load_chunks(chunks)]
+    assert len(ids) >= 3
+    done = mesh_recording(chunks, probe, tmp_path / "mesh", PARAMS, workers=2, code="v1")
+    assert [a["chunk"] for a in done] == ids
+    assert sorted(p.name for p in (tmp_path / "mesh").iterdir()) == [f"{c}.zarr" for c in ids]
+    assert not (tmp_path / "mesh.partial").exists()
+    mesh_chunk(chunks, ids[1], probe, tmp_path / "alone.zarr", PARAMS)  # in this process, on its own
+    alone, _ = read_store(tmp_path / "alone.zarr")
+    together, _ = read_store(tmp_path / f"mesh/{ids[1]}.zarr")
+    np.testing.assert_allclose(together["landmarks"], alone["landmarks"], atol=1e-5)
+    np.testing.assert_array_equal(together["face_found"], alone["face_found"])
+
+    # what a killed job leaves: one chunk finished, one finished under other code, a writer's temporary
+    partial = tmp_path / "again.partial"
+    partial.mkdir()
+    shutil.copytree(tmp_path / f"mesh/{ids[0]}.zarr", partial / f"{ids[0]}.zarr")
+    shutil.copytree(tmp_path / f"mesh/{ids[1]}.zarr", partial / f"{ids[1]}.zarr")
+    zarr.open_group(str(partial / f"{ids[1]}.zarr"), mode="r+").attrs["source_key"] = "older code"
+    (partial / f".tmp-0123abcd-{ids[2]}.zarr").mkdir()
+    with caplog.at_level(logging.INFO):
+        again = mesh_recording(chunks, probe, tmp_path / "again", PARAMS, workers=2, code="v1")
+    assert f"1 of {len(ids)} chunks kept from an interrupted run ({ids[0]})" in caplog.text
+    assert f"tracking {len(ids) - 1} chunks, 2 at a time" in caplog.text
+    kept = read_store(tmp_path / f"again/{ids[0]}.zarr")[1]
+    assert kept["ms_per_frame"] == done[0]["ms_per_frame"]  # the store itself, not tracked again
+    assert again[1]["source_key"] == done[1]["source_key"] != "older code"
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [f"{c}.zarr" for c in ids]
+    assert not partial.exists()
+
+    # a chunk whose video cannot be read: named, the others kept for the next run, no final folder
+    broken = tmp_path / "chunks"
+    shutil.copytree(chunks, broken)
+    (tmp_path / "garbage.mp4").write_bytes(b"\x00not a video" * 300)
+    manifest = pd.read_csv(broken / "manifest.tsv", sep="\t", dtype={"chunk": str})
+    manifest["video"] = [str(tmp_path / "garbage.mp4") if c == ids[1] else str(Path(v).resolve())
+                         for c, v in zip(manifest.chunk, (chunks / v for v in manifest.video))]
+    manifest.to_csv(broken / "manifest.tsv", sep="\t", index=False)
+    with pytest.raises(RecordingError, match=rf"(?s)recording 'demo': chunk {ids[1]}: .*garbage.mp4.*kept in .*broken.partial"):
+        mesh_recording(broken, probe, tmp_path / "broken", PARAMS, workers=2, code="v1")
+    assert not (tmp_path / "broken").exists()
+    assert f"{ids[1]}.zarr" not in {p.name for p in (tmp_path / "broken.partial").iterdir()}

@@ -160,57 +160,67 @@ def to_isotropic(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """4×4 similarity (rotation, uniform scale, translation) minimising ||T(src) - dst||²."""
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    xs, xd = src - mu_s, dst - mu_d
-    cov = xd.T @ xs / len(src)
+    """4×4 similarity (rotation, uniform scale, translation) minimising ||T(src) - dst||².
+    ``src`` (K, 3), or (F, K, 3) for F frames at once onto the same ``dst`` (K, 3): (F, 4, 4)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    if src.ndim == 2:
+        return umeyama(src[None], dst)[0]
+    k = src.shape[1]
+    mu_s, mu_d = src.mean(axis=1), dst.mean(axis=0)
+    xs, xd = src - mu_s[:, None], dst - mu_d
+    cov = np.einsum("ki,fkj->fij", xd, xs) / k
     u, d, vt = np.linalg.svd(cov)
-    s = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        s[2, 2] = -1
-    rot = u @ s @ vt
-    var = (xs ** 2).sum() / len(src)
-    scale = np.trace(np.diag(d) @ s) / var
-    out = np.eye(4)
-    out[:3, :3] = scale * rot
-    out[:3, 3] = mu_d - scale * rot @ mu_s
+    s = np.ones((len(src), 3))
+    s[np.linalg.det(u) * np.linalg.det(vt) < 0, 2] = -1
+    rot = u @ (s[:, :, None] * vt)
+    scale = (d * s).sum(axis=1) / ((xs ** 2).sum(axis=(1, 2)) / k)
+    out = np.zeros((len(src), 4, 4))
+    out[:, :3, :3] = scale[:, None, None] * rot
+    out[:, :3, 3] = mu_d - scale[:, None] * np.einsum("fij,fj->fi", rot, mu_s)
+    out[:, 3, 3] = 1
     return out
 
 
 def apply(transform: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a 4×4 transform to points (..., 3)."""
+    """Apply a 4×4 transform to points (..., 3); or F transforms (F, 4, 4) to F frames (F, K, 3)."""
+    if transform.ndim == 3:
+        return points @ transform[:, :3, :3].transpose(0, 2, 1) + transform[:, None, :3, 3]
     return points @ transform[:3, :3].T + transform[:3, 3]
 
 
 def remove_pose(meshes: np.ndarray, found: np.ndarray, neutral: np.ndarray,
-                stable: list[int] = STABLE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                stable: list[int] = STABLE, block: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Align every found frame (isotropic) to the neutral mesh on the stable landmarks.
 
     Returns (aligned (F, 468, 3), pose (F, 4, 4), residual (F,)): residual is the RMS
     distance of the aligned stable landmarks to the neutral's. Frames without a face
-    stay NaN (pose NaN too).
+    stay NaN (pose NaN too). Frames are fitted ``block`` at a time.
     """
     n = len(meshes)
     aligned = np.full_like(meshes, np.nan, dtype=np.float32)
     pose = np.full((n, 4, 4), np.nan, dtype=np.float32)
     residual = np.full(n, np.nan, dtype=np.float32)
-    for i in np.flatnonzero(found):
-        t = umeyama(meshes[i, stable], neutral[stable])
-        a = apply(t, meshes[i])
+    target = np.asarray(neutral, np.float64)[stable]
+    idx = np.flatnonzero(found)
+    for lo in range(0, len(idx), block):
+        i = idx[lo:lo + block]
+        frames = np.asarray(meshes[i], np.float64)
+        t = umeyama(frames[:, stable], target)
+        a = apply(t, frames)
         aligned[i], pose[i] = a, t
-        residual[i] = np.sqrt(((a[stable] - neutral[stable]) ** 2).sum(axis=1).mean())
+        residual[i] = np.sqrt(((a[:, stable] - target) ** 2).sum(axis=2).mean(axis=1))
     return aligned, pose, residual
 
 
 def neutral_from_frames(meshes: np.ndarray, candidates: np.ndarray, iterations: int = 3) -> np.ndarray:
     """A neutral mesh from many frames (isotropic): align them all to a reference on the
     stable landmarks and take the per-landmark median; repeat with the median as reference."""
-    sel = meshes[candidates]
+    sel = np.asarray(meshes[candidates], np.float64)
     if len(sel) == 0:
         raise ValueError("no frames to build a neutral mesh from")
     ref = sel[0]
     for _ in range(iterations):
-        aligned = np.stack([apply(umeyama(m[STABLE], ref[STABLE]), m) for m in sel])
+        aligned = apply(umeyama(sel[:, STABLE], ref[STABLE]), sel)
         ref = np.median(aligned, axis=0)
     return ref.astype(np.float32)
 

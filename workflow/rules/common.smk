@@ -2,7 +2,6 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import pandas as pd
 from snakemake.utils import validate
 
 from animote.baselines import baseline_set
@@ -22,8 +21,14 @@ BASELINES = baseline_set(EXPERIMENTS)  # name -> {kind, roles, label}
 
 def job_resources(rule_name):
     """What a job of ``rule_name`` asks a scheduler for (mem_mb, runtime in minutes): the config's
-    ``resources.default`` with the rule's own entry over it."""
-    return dict(config["resources"]["default"], **(config["resources"].get(rule_name) or {}))
+    ``resources.default`` with the rule's own entry over it; ``mem_mb_per_thread`` adds that much
+    memory for each thread the job gets."""
+    res = dict(config["resources"]["default"], **(config["resources"].get(rule_name) or {}))
+    per_thread = res.pop("mem_mb_per_thread", 0)
+    if per_thread:
+        base = res["mem_mb"]
+        res["mem_mb"] = lambda wildcards, threads: base + per_thread * threads
+    return res
 
 
 wildcard_constraints:
@@ -40,28 +45,13 @@ def recording_source(wildcards):
     return RECORDINGS.loc[wildcards.rec, "path"]
 
 
-def chunk_ids(wildcards):
-    """Chunks of a recording, known once its split_chunks checkpoint has run."""
-    folder = checkpoints.split_chunks.get(rec=wildcards.rec).output[0]
-    return pd.read_csv(f"{folder}/manifest.tsv", sep="\t", dtype={"chunk": str})["chunk"].tolist()
-
-
-def chunk_files(pattern):
-    """Input function: ``pattern`` expanded over the recording's chunks."""
-
-    def expand_chunks(wildcards):
-        return expand(pattern, rec=wildcards.rec, chunk=chunk_ids(wildcards))
-
-    return expand_chunks
-
-
 def neutral_image(wildcards):
     return RECORDINGS.loc[wildcards.rec, "neutral"]
 
 
 def neutral_inputs(wildcards):
     inputs = {
-        "meshes": chunk_files("results/{rec}/mesh/{chunk}.zarr")(wildcards),
+        "meshes": f"results/{wildcards.rec}/mesh",
         "chunks": f"results/{wildcards.rec}/chunks",
     }
     if neutral_image(wildcards):

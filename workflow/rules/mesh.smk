@@ -1,18 +1,21 @@
+# Landmarks, one job per recording: a folder with a store per chunk (cNNN.zarr). The job tracks
+# mesh.workers chunks at once (its threads), each worker a process that loads MediaPipe once.
 rule face_mesh:
     input:
         chunks="results/{rec}/chunks",
         info="results/{rec}/probe.json",
     output:
-        directory("results/{rec}/mesh/{chunk}.zarr"),
+        directory("results/{rec}/mesh"),
     params:
         code=code_version("mesh"),  # the stage's library code
         mesh=config["mesh"]["tracking"],
+    threads: config["mesh"]["workers"]
     resources:
         **job_resources("face_mesh"),
     log:
-        "results/logs/face_mesh/{rec}/{chunk}.log",
+        "results/logs/face_mesh/{rec}.log",
     benchmark:
-        "results/benchmarks/face_mesh/{rec}/{chunk}.tsv"
+        "results/benchmarks/face_mesh/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
     script:
@@ -42,7 +45,7 @@ rule neutral_mesh:
 # takes a fraction of a second per chunk, a job's start-up a second.
 rule align_mesh:
     input:
-        meshes=chunk_files("results/{rec}/mesh/{chunk}.zarr"),
+        meshes="results/{rec}/mesh",
         neutral="results/{rec}/neutral.zarr",
     output:
         directory("results/{rec}/aligned"),
@@ -62,7 +65,7 @@ rule align_mesh:
 
 rule mesh_report:
     input:
-        meshes=chunk_files("results/{rec}/mesh/{chunk}.zarr"),
+        meshes="results/{rec}/mesh",
         aligned="results/{rec}/aligned",
         neutral="results/{rec}/neutral.zarr",
         chunks="results/{rec}/chunks",

@@ -46,7 +46,7 @@ rule remove_claps:
         "../scripts/remove_claps.py"
 
 
-checkpoint split_chunks:
+rule split_chunks:
     input:
         info="results/{rec}/probe.json",
         video="results/{rec}/video.mp4",

@@ -1,7 +1,7 @@
 from animote.mesh import TrackParams
-from animote.stages.mesh import mesh_chunk
+from animote.stages.mesh import mesh_recording
 from animote.util import logged
 
 with logged(snakemake.log[0]):
-    mesh_chunk(snakemake.input.chunks, snakemake.wildcards.chunk, snakemake.input.info, snakemake.output[0],
-               TrackParams(**snakemake.params.mesh))
+    mesh_recording(snakemake.input.chunks, snakemake.input.info, snakemake.output[0],
+                   TrackParams(**snakemake.params.mesh), workers=snakemake.threads, code=snakemake.params.code)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -25,13 +30,15 @@ from ..mesh import (
 )
 from ..store import read_store, stores_in, write_store
 from ..util import atomic_path
+from ..workers import TaskFailed, run_tasks
 
 log = logging.getLogger(__name__)
 
 
 def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out_store: str | Path,
-               params: TrackParams) -> dict:
-    """Landmarks for every frame of one chunk, streamed from the video, into a Zarr store."""
+               params: TrackParams, source_key: str = "") -> dict:
+    """Landmarks for every frame of one chunk, streamed from the video, into a Zarr store.
+    ``source_key`` is recorded with it (see ``mesh_recording``)."""
     import mediapipe
 
     chunk = find_chunk(chunk_dir, chunk_id)
@@ -52,11 +59,101 @@ def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out
              "width": info.width, "height": info.height, "decode_width": size[0], "decode_height": size[1],
              "coordinates": "mediapipe normalised (x/width, y/height, z)", "mediapipe_version": mediapipe.__version__,
              "face_found_share": share, "ms_per_frame": 1000 * timing["seconds_total"] / max(1, chunk.n_frames),
-             "ms_per_frame_model": 1000 * timing["seconds_model"] / max(1, chunk.n_frames)}
+             "ms_per_frame_model": 1000 * timing["seconds_model"] / max(1, chunk.n_frames),
+             "source_key": source_key}
     write_store(out_store, {"landmarks": landmarks, "face_found": found}, attrs)
     log.info("%s: %d frames, face in %.1f%%, %.2f ms/frame (model %.2f)", name, chunk.n_frames, 100 * share,
              attrs["ms_per_frame"], attrs["ms_per_frame_model"])
     return attrs
+
+
+def chunk_source_key(chunk, info: ProbeInfo, params: TrackParams, code: str = "") -> str:
+    """What a chunk's landmarks depend on, hashed: the tracking parameters, the library code's
+    version, the chunk's frames (video file, size and time stamp, frame ranges) and the frame size."""
+    video = Path(chunk.video).resolve()
+    st = video.stat()
+    blob = json.dumps({"params": asdict(params), "code": code, "video": [str(video), st.st_size, st.st_mtime_ns],
+                       "segments": [list(s) for s in chunk.segments], "n_frames": chunk.n_frames, "fps": chunk.fps,
+                       "size": [info.width, info.height]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def mesh_chunk_task(chunk_dir: str, chunk_id: str, probe_json: str, out_store: str, params: dict,
+                    source_key: str) -> dict:
+    """``mesh_chunk`` with plain arguments, as a worker process runs it (animote.workers)."""
+    return mesh_chunk(chunk_dir, chunk_id, probe_json, out_store, TrackParams(**params), source_key)
+
+
+def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str | Path, params: TrackParams,
+                   workers: int = 1, code: str = "") -> list[dict]:
+    """Landmarks for every chunk of a recording: a folder with a store per chunk (``cNNN.zarr``).
+
+    ``workers`` chunks are tracked at once, each worker a fresh process of its own (with its own
+    ffmpeg decoder; ``animote.workers``) that loads MediaPipe once and then takes chunk after chunk:
+    per chunk, a process would spend seconds starting up for ten or twenty seconds of tracking.
+    With one worker the chunks are tracked in this process. Every chunk is tracked from its first
+    frame by a fresh tracker, exactly as on its own.
+
+    The stores are written into ``<out_dir>.partial`` and the folder is renamed to ``out_dir`` when
+    every chunk is done, so nothing half-done looks finished. A run that is killed or fails keeps
+    the chunks it finished there: the next run reuses each one whose source key (``code``, the
+    parameters, the video and the chunk's frames: ``chunk_source_key``) is unchanged and tracks
+    the rest. A failed chunk ends the job with an error that names it, after the chunks already
+    running are done."""
+    chunk_dir, out_dir = Path(chunk_dir), Path(out_dir)
+    chunks = load_chunks(chunk_dir)
+    if not chunks:
+        raise ValueError(f"{chunk_dir}: no chunks in the manifest")
+    recording = chunks[0].recording
+    info = ProbeInfo.load(probe_json)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    wanted = {f"{c.chunk}.zarr" for c in chunks}
+    for other in partial.iterdir():
+        if other.name not in wanted:  # a chunk no longer in the manifest, or a killed writer's temporary
+            shutil.rmtree(other) if other.is_dir() else other.unlink()
+    keys = {c.chunk: chunk_source_key(c, info, params, code) for c in chunks}
+    done, todo = {}, []
+    for c in chunks:
+        store = partial / f"{c.chunk}.zarr"
+        if store.exists():
+            attrs = read_store(store, "face_found")[1]
+            if attrs.get("source_key") == keys[c.chunk]:
+                done[c.chunk] = attrs
+                continue
+            shutil.rmtree(store)
+        todo.append(c)
+    if done:
+        log.info("recording '%s': %d of %d chunks kept from an interrupted run (%s)", recording, len(done),
+                 len(chunks), ", ".join(sorted(done)))
+    workers = max(1, min(workers, len(todo)))
+    log.info("recording '%s': tracking %d chunks, %d at a time", recording, len(todo), workers)
+    tasks = [dict(chunk_dir=str(chunk_dir), chunk_id=c.chunk, probe_json=str(probe_json),
+                  out_store=str(partial / f"{c.chunk}.zarr"), params=asdict(params), source_key=keys[c.chunk])
+             for c in todo]
+    try:
+        if workers == 1:  # in this process
+            for i, task in enumerate(tasks):
+                try:
+                    done[task["chunk_id"]] = mesh_chunk_task(**task)
+                except Exception as exc:
+                    raise TaskFailed(i, str(exc)) from exc
+        elif tasks:
+            run_tasks("animote.stages.mesh:mesh_chunk_task", tasks, workers,
+                      on_result=lambda i, attrs: done.__setitem__(tasks[i]["chunk_id"], attrs))
+    except TaskFailed as exc:
+        chunk_id = tasks[exc.index]["chunk_id"]
+        prefix = f"recording '{recording}' chunk {chunk_id}: "
+        raise RecordingError(recording, f"chunk {chunk_id}: {str(exc).removeprefix(prefix)} ({len(done)} of "
+                                        f"{len(chunks)} chunks done, kept in {partial} for the next run)") from None
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(partial, out_dir)
+    seconds = sum(a["ms_per_frame"] * a["n_frames"] for a in done.values()) / 1000
+    log.info("recording '%s': landmarks for %d chunks, %d frames, %.2f ms per frame per worker", recording,
+             len(done), sum(a["n_frames"] for a in done.values()),
+             1000 * seconds / max(1, sum(a["n_frames"] for a in done.values())))
+    return [done[c.chunk] for c in chunks]
 
 
 def _frame_energy(wav: str | Path, n_frames: int, fps: float) -> np.ndarray:
@@ -66,17 +163,21 @@ def _frame_energy(wav: str | Path, n_frames: int, fps: float) -> np.ndarray:
     return (sq[bounds[1:]] - sq[bounds[:-1]]) / np.maximum(np.diff(bounds), 1)
 
 
-def neutral_mesh(recording: str, mesh_stores: list, chunk_dir: str | Path, neutral_image: str | None,
+def neutral_mesh(recording: str, mesh_stores, chunk_dir: str | Path, neutral_image: str | None,
                  out_store: str | Path, params: NeutralParams, max_frames: int = 3000) -> str:
     """The recording's neutral mesh (isotropic), from its reference image when the sheet names
     one, else from the recording's quiet frames. Refuses a recording whose face is missing too
     often. Returns a description of the source used."""
     chunks = {c.chunk: c for c in load_chunks(chunk_dir)}
+    mesh_stores = stores_in(mesh_stores)
     founds, metas = [], []
     for store in mesh_stores:
         arrays, attrs = read_store(store, "face_found")
         founds.append(arrays["face_found"])
         metas.append(attrs)
+    missing_chunks = sorted(set(chunks) - {m["chunk"] for m in metas})
+    if missing_chunks:
+        raise RecordingError(recording, f"no landmarks for chunks {', '.join(missing_chunks)}")
     found_all = np.concatenate(founds)
     missing = 1 - float(found_all.mean())
     if missing > params.max_missing_share:
@@ -138,7 +239,7 @@ def align_recording(mesh_stores: list, neutral_store: str | Path, out_dir: str |
     done = []
     with atomic_path(out_dir) as tmp:
         Path(tmp).mkdir(parents=True)
-        for store in mesh_stores:
+        for store in stores_in(mesh_stores):
             done.append(align_chunk(store, neutral_store, Path(tmp) / Path(store).name))
     if done:
         log.info("recording '%s': head pose removed from %d chunks, residual median %s", done[0]["recording"],
@@ -152,7 +253,7 @@ def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral
                 out_png: str | Path) -> pd.DataFrame:
     """Per-chunk summary (frames, face share, pose residual, lip gap range) and the picture."""
     rows, first = [], None
-    aligned_stores = stores_in(aligned_stores)
+    mesh_stores, aligned_stores = stores_in(mesh_stores), stores_in(aligned_stores)
     if [Path(p).name for p in mesh_stores] != [Path(p).name for p in aligned_stores]:
         raise RecordingError(recording, f"aligned stores {[Path(p).name for p in aligned_stores]} do not match the "
                                         f"mesh stores {[Path(p).name for p in mesh_stores]}")
