@@ -3,7 +3,7 @@
 same run.
 
     .venv/bin/python benchmarks/scale.py                          # 10 minutes of 1080p, 2 cores
-    .venv/bin/python benchmarks/scale.py --minutes 10 --cores 1
+    .venv/bin/python benchmarks/scale.py --minutes 10 --cores 1  # the run pinned to one CPU
     .venv/bin/python benchmarks/scale.py --minutes 60 --cores 16  # on a larger machine
 
 The input is the demo synthesised at the size asked for and joined end to end (stream copy); it is
@@ -24,6 +24,7 @@ cached (``--cache``) between runs, so only the first run pays for the synthesis.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import tempfile
@@ -59,7 +60,10 @@ def source_video(cache: Path, minutes: float, width: int, height: int, cores: in
 
 def workers_of(wd: Path) -> int:
     """Chunks the recording's landmark job tracked at once, from its log."""
-    text = (wd / "results/logs/face_mesh/demo.log").read_text()
+    log = wd / "results/logs/face_mesh/demo.log"
+    if not log.exists():  # one job per chunk (before 07d3355)
+        return 1
+    text = log.read_text()
     found = re.findall(r"tracking \d+ chunks, (\d+) at a time", text)
     return int(found[-1]) if found else 1
 
@@ -95,9 +99,15 @@ def main() -> None:
     wd = workspace.make(Path(tempfile.mkdtemp(prefix="animote-scale-")) / "wf",
                         {"chunks": {"export_video": False}})
     workspace.set_recording(wd, str(video))
-    t = time.perf_counter()
-    workspace.snakemake(wd, *TARGETS, cores=args.cores)
-    wall = time.perf_counter() - t
+    # the run and everything it starts (decoders too) on the first --cores CPUs: N cores are N cores
+    every = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(sorted(every)[:args.cores]))
+    try:
+        t = time.perf_counter()
+        workspace.snakemake(wd, *TARGETS, cores=args.cores)
+        wall = time.perf_counter() - t
+    finally:
+        os.sched_setaffinity(0, every)
 
     report = pd.read_csv(wd / "results/report/preprocess.tsv", sep="\t").iloc[0]
     video_min = float(report["raw_frames"]) / 30.0 / 60.0
