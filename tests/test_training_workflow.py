@@ -45,9 +45,10 @@ def test_every_experiment_is_a_child_run_with_per_epoch_metrics(demo_run, monkey
     assert children["emotion_only"]["params"]["roles"] == "emotion"
     assert children["bidirectional"]["params"]["model.bidirectional"] == "True"
     # Training jobs ran side by side with other jobs (the test runs snakemake with 2 cores, one
-    # thread per job): with another training job, or with a baseline's evaluation.
+    # thread per job): with another training job, or with an evaluation (an experiment's or a baseline's).
     trains = [_log_span(demo_run / f"results/logs/train/default/{n}.log") for n in EXPERIMENTS]
-    others = [_log_span(p) for p in (demo_run / "results/logs/evaluate_baseline").glob("*.log")]
+    others = [_log_span(p) for folder in ("evaluate_baseline", "evaluate/default")
+              for p in (demo_run / "results/logs" / folder).glob("*.log")]
     assert any(a is not b and a[0] < b[1] and b[0] < a[1] for a in trains for b in trains + others), (trains, others)
 
 
