@@ -29,7 +29,8 @@ def setup_logging(log_path: str | os.PathLike | None = None, level: int = loggin
     root.setLevel(level)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Remove a file, link or folder (a store)."""
     if path.is_symlink() or path.is_file():
         path.unlink()
     elif path.is_dir():
@@ -48,18 +49,18 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".tmp-{'[0-9a-f]' * 8}-{glob.escape(final.name)}"):
-        _remove(stale)  # left by a job killed outright (SIGKILL, power cut): one job writes ``final`` at a time
+        remove_path(stale)  # left by a job killed outright (SIGKILL, power cut): one job writes ``final`` at a time
     tmp = final.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{final.name}")
     try:
         yield tmp
         if not tmp.exists() and not tmp.is_symlink():
             raise FileNotFoundError(f"nothing was written to {tmp} for {final}")
         if final.exists() or final.is_symlink():
-            _remove(final)
+            remove_path(final)
         os.replace(tmp, final)
     except BaseException:
         if tmp.exists() or tmp.is_symlink():
-            _remove(tmp)
+            remove_path(tmp)
         raise
 
 

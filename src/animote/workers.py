@@ -21,16 +21,15 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-log = logging.getLogger(__name__)
-
+from typing import Any, Iterable
 
 class TaskFailed(RuntimeError):
-    """A task raised (its message is the error's) or its worker died."""
+    """A task raised (its message is the error's) or its worker died. ``done``: the results of the
+    tasks that finished, by index."""
 
-    def __init__(self, index: int, message: str):
+    def __init__(self, index: int, message: str, done: dict[int, dict] | None = None):
         self.index = index
+        self.done = done or {}
         super().__init__(message)
 
 
@@ -41,14 +40,12 @@ def _log_file() -> str | None:
     return None
 
 
-def run_tasks(function: str, tasks: Iterable[dict[str, Any]], workers: int,
-              on_result: Callable[[int, dict], None] | None = None) -> list[dict]:
+def run_tasks(function: str, tasks: Iterable[dict[str, Any]], workers: int) -> list[dict]:
     """Run ``function`` (``"module:name"``) on each task in ``workers`` processes; results in task
-    order. ``on_result(index, result)`` is called as each finishes. On the first failure no new
-    task starts; the running ones finish (and are reported), then :class:`TaskFailed` is raised
-    for the failed task."""
+    order. On the first failure no new task starts; the running ones finish, then
+    :class:`TaskFailed` is raised for the failed task, with the finished tasks' results."""
     tasks = list(tasks)
-    results: list[dict | None] = [None] * len(tasks)
+    results: dict[int, dict] = {}
     todo: queue.Queue = queue.Queue()
     for i in range(len(tasks)):
         todo.put(i)
@@ -79,8 +76,6 @@ def run_tasks(function: str, tasks: Iterable[dict[str, Any]], workers: int,
                         stop.set()
                     else:
                         results[i] = reply["result"]
-                        if on_result:
-                            on_result(i, reply["result"])
         except BrokenPipeError:
             with lock:
                 failed.append(TaskFailed(i, f"its worker process died (exit status {proc.wait()})"))
@@ -99,8 +94,10 @@ def run_tasks(function: str, tasks: Iterable[dict[str, Any]], workers: int,
     for t in threads:
         t.join()
     if failed:
-        raise min(failed, key=lambda f: f.index)
-    return results  # type: ignore[return-value]
+        first = min(failed, key=lambda f: f.index)
+        first.done = results
+        raise first
+    return [results[i] for i in range(len(tasks))]
 
 
 def _worker(function: str, log_path: str) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,7 +28,7 @@ from ..mesh import (
     track_frames,
 )
 from ..store import read_store, stores_in, write_store
-from ..util import atomic_path
+from ..util import atomic_path, remove_path
 from ..workers import TaskFailed, run_tasks
 
 log = logging.getLogger(__name__)
@@ -111,7 +110,7 @@ def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str |
     wanted = {f"{c.chunk}.zarr" for c in chunks}
     for other in partial.iterdir():
         if other.name not in wanted:  # a chunk no longer in the manifest, or a killed writer's temporary
-            shutil.rmtree(other) if other.is_dir() else other.unlink()
+            remove_path(other)
     keys = {c.chunk: chunk_source_key(c, info, params, code) for c in chunks}
     done, todo = {}, []
     for c in chunks:
@@ -121,7 +120,7 @@ def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str |
             if attrs.get("source_key") == keys[c.chunk]:
                 done[c.chunk] = attrs
                 continue
-            shutil.rmtree(store)
+            remove_path(store)
         todo.append(c)
     if done:
         log.info("recording '%s': %d of %d chunks kept from an interrupted run (%s)", recording, len(done),
@@ -139,20 +138,20 @@ def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str |
                 except Exception as exc:
                     raise TaskFailed(i, str(exc)) from exc
         elif tasks:
-            run_tasks("animote.stages.mesh:mesh_chunk_task", tasks, workers,
-                      on_result=lambda i, attrs: done.__setitem__(tasks[i]["chunk_id"], attrs))
+            for task, attrs in zip(tasks, run_tasks("animote.stages.mesh:mesh_chunk_task", tasks, workers)):
+                done[task["chunk_id"]] = attrs
     except TaskFailed as exc:
+        done.update({tasks[i]["chunk_id"]: attrs for i, attrs in exc.done.items()})
         chunk_id = tasks[exc.index]["chunk_id"]
         prefix = f"recording '{recording}' chunk {chunk_id}: "
         raise RecordingError(recording, f"chunk {chunk_id}: {str(exc).removeprefix(prefix)} ({len(done)} of "
                                         f"{len(chunks)} chunks done, kept in {partial} for the next run)") from None
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        remove_path(out_dir)
     os.replace(partial, out_dir)
-    seconds = sum(a["ms_per_frame"] * a["n_frames"] for a in done.values()) / 1000
+    frames = sum(a["n_frames"] for a in done.values())
     log.info("recording '%s': landmarks for %d chunks, %d frames, %.2f ms per frame per worker", recording,
-             len(done), sum(a["n_frames"] for a in done.values()),
-             1000 * seconds / max(1, sum(a["n_frames"] for a in done.values())))
+             len(done), frames, sum(a["ms_per_frame"] * a["n_frames"] for a in done.values()) / max(1, frames))
     return [done[c.chunk] for c in chunks]
 
 
