@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import workspace  # benchmarks/workspace.py (run as a script, its folder is on the path)
 
-STAGES = ["demo_recording", "probe", "remove_claps", "split_chunks"]  # demo_recording: the synthesis alone
+STAGES = ["demo_recording", "probe", "remove_claps", "clap_picture", "split_chunks"]  # demo_recording: the synthesis alone
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     if args.repeat > 1:
         workspace.join_demo(wd, args.repeat)
         t1 = time.perf_counter()
-    workspace.snakemake(wd, "results/report/preprocess.tsv", cores=args.cores)
+    workspace.snakemake(wd, "results/report/preprocess.tsv", "results/demo/claps.png", cores=args.cores)
     t2 = time.perf_counter()
 
     report = pd.read_csv(wd / "results/report/preprocess.tsv", sep="\t").iloc[0]

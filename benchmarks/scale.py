@@ -36,7 +36,9 @@ import workspace  # benchmarks/workspace.py (run as a script, its folder is on t
 from floor import floor
 from stages import stage_table
 
-TARGETS = ("results/report/preprocess.tsv", "results/demo/mesh_summary.tsv", "results/demo/features.tsv")
+SERIAL_BEFORE = ("probe", "remove_claps", "split_chunks")  # one after another, before the landmark job
+SERIAL_AFTER = ("neutral_mesh", "align_mesh", "mesh_report")  # ... and after it
+TARGETS = ("results/report/preprocess.tsv", "results/demo/claps.png", "results/demo/mesh_summary.tsv", "results/demo/features.tsv")
 
 
 def source_video(cache: Path, minutes: float, width: int, height: int, cores: int) -> Path:
@@ -140,6 +142,20 @@ def main() -> None:
     print(f"floor: {floor_mesh:.0f} + {floor_feat:.0f} = {floor_s:.0f} s on {args.cores} cores "
           f"= {floor_s / video_min:.1f} min per hour of video")
     print(f"wall / floor: {wall / floor_s:.2f}")
+    # the chain of one recording outside its landmark and feature jobs runs one job after another:
+    # more cores do not shorten it
+    secs = dict(zip(table.rule, table.job_s))
+    before = {r: secs.get(r, 0.0) for r in SERIAL_BEFORE}
+    after = {r: secs.get(r, 0.0) for r in SERIAL_AFTER}
+    serial = sum(before.values()) + sum(after.values())
+    print(f"serial chain: {sum(before.values()):.1f} s before the landmarks ("
+          + ", ".join(f"{r} {v:.1f}" for r, v in before.items()) + f"), {sum(after.values()):.1f} s after ("
+          + ", ".join(f"{r} {v:.1f}" for r, v in after.items()) + ")")
+    parallel = floor_s * args.cores  # core-seconds of landmarks and features, at this machine's per-core speed
+    for n in (8, 16):
+        est = serial + parallel / n
+        print(f"projection, not a measurement: {n} cores of this kind, one recording: {serial:.0f} + "
+              f"{parallel:.0f} / {n} = {est:.0f} s = {est / video_min:.1f} min per hour of video")
     if args.keep:
         print(f"kept: {wd}")
     else:

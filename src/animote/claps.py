@@ -92,50 +92,81 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
                                  distance=max(1, int(round(params.merge_ms / ms))))
     look = max(2, int(round(params.onset_lookback_ms / ms)))
     run2, run5 = max(2, int(round(2 / ms))), max(1, int(round(5 / ms)))
+    pk = env[peaks]
+    # The onset: going back from the peak, where the last 2 ms run quieter than the peak by
+    # min_rise_db ends (within the lookback; a run, so that a dip inside a clipped burst does
+    # not count). A clap rises from there to within 6 dB of its peak in a few ms. The searches
+    # run over every peak at once (the same answers as one peak at a time, without the per-peak
+    # overhead: a long recording has tens of thousands of peaks).
+    n_back = peaks - np.maximum(0, peaks - look)
+    runs = n_back >= run2  # a lookback shorter than one run: single windows count
+    k = np.where(runs, _first_index(_run_max(env, run2), pk - params.min_rise_db, peaks - run2,
+                                    np.where(runs, n_back - run2 + 1, 0), step=-1), -1)
+    k = np.where(runs, k, _first_index(env, pk - params.min_rise_db, peaks - 1, np.where(runs, 0, n_back),
+                                       step=-1))
+    quiet = k >= 0
+    i0 = np.where(quiet, peaks - 1 - k, peaks - n_back)
+    rise = np.where(quiet, _first_index(env, pk - 6, i0, np.where(quiet, peaks - i0 + 1, 0), below=False), n_back)
+    n_after = np.minimum(int(round(1000 / ms)), len(env) - peaks)
+    width = _until_below(env, pk - 10, peaks, n_after, run2 // 2)  # until it stays 10 dB down for 1 ms
+    decay = _until_below(env, pk - 20, peaks, n_after, run5)  # stays 20 dB down for 5 ms
     out = []
-    for p in peaks:
-        pk = env[p]
-        # The onset: going back from the peak, where the last 2 ms run quieter than the peak by
-        # min_rise_db ends (within the lookback; a run, so that a dip inside a clipped burst does
-        # not count). A clap rises from there to within 6 dB of its peak in a few ms.
-        back = env[max(0, p - look):p][::-1]
-        quiet = back < pk - params.min_rise_db
-        if len(quiet) >= run2:
-            quiet = np.convolve(quiet, np.ones(run2), "valid") >= run2
-        if quiet.any():
-            i0 = p - 1 - int(np.argmax(quiet))
-            rise_ms = float(np.argmax(env[i0:p + 1] >= pk - 6)) * ms
-            before = float(env[max(0, i0 - look):i0 + 1].max())
+    for j, p in enumerate(peaks):
+        if quiet[j]:
+            before = float(env[max(0, i0[j] - look):i0[j] + 1].max())
         else:  # never that much quieter: it grew out of sound as loud as itself
-            i0, rise_ms, before = max(0, p - look), float(p - max(0, p - look)) * ms, float(back.max(initial=-180))
-        after = env[p:p + int(round(1000 / ms))]
-        width = _until_below(after, pk - 10, run2 // 2)  # until it stays 10 dB down for 1 ms
-        decay = _until_below(after, pk - 20, run5)  # stays 20 dB down for 5 ms
+            before = float(env[p - n_back[j]:p].max(initial=-180))
         # the loudest point of its own sound, from its onset to where it has died away
-        loudest = float(env[i0:p + decay + 1].max())
+        loudest = float(env[i0[j]:p + decay[j] + 1].max())
         a0, a1 = p + int(round(40 / ms)), p + int(round(140 / ms))
-        after_low = float(low[a0:a1].max()) - pk if a0 < len(low) else -99.0
-        s0, s1 = i0 * hop, min(len(x), (p + int(round(10 / ms))) * hop)
+        after_low = float(low[a0:a1].max()) - pk[j] if a0 < len(low) else -99.0
+        s0, s1 = i0[j] * hop, min(len(x), (p + int(round(10 / ms))) * hop)
         e_all = float(np.sum(x[s0:s1] ** 2)) + 1e-18
         share = float(np.sum(hp[s0:s1] ** 2)) / e_all
         # its time: the first sample at half the burst's peak amplitude (clipped claps have a plateau)
-        seg = np.abs(x[i0 * hop:(p + 1) * hop])
-        t = (i0 * hop + int(np.argmax(seg >= 0.5 * seg.max()))) / sample_rate if len(seg) else p * hop / sample_rate
-        c = Candidate(t, float(pk), float(pk - floor), float(pk - before), rise_ms, float(width * ms),
-                      float(decay * ms), after_low, share, loudest - float(pk))
+        seg = np.abs(x[i0[j] * hop:(p + 1) * hop])
+        t = (i0[j] * hop + int(np.argmax(seg >= 0.5 * seg.max()))) / sample_rate if len(seg) else p * hop / sample_rate
+        c = Candidate(t, float(pk[j]), float(pk[j] - floor), float(pk[j] - before), float(rise[j]) * ms,
+                      float(width[j] * ms), float(decay[j] * ms), float(after_low), share, loudest - float(pk[j]))
         c.clap, c.why = _judge(c, params)
         out.append(c)
     return out
 
 
-def _until_below(env: np.ndarray, level: float, run: int) -> int:
-    """Windows until ``env`` falls below ``level`` and stays there for ``run`` windows (a dip
-    between the random peaks of a burst is not its end); ``len(env)`` if it never does."""
-    below = env < level
-    if len(below) < run:
-        return len(env)
-    stay = np.convolve(below, np.ones(run), "valid") >= run
-    return int(np.argmax(stay)) if stay.any() else len(env)
+def _run_max(env: np.ndarray, run: int) -> np.ndarray:
+    """The loudest of each ``run`` windows in a row: a run of windows starting at ``i`` is all
+    below a level exactly when ``_run_max(env, run)[i]`` is."""
+    if len(env) < run:
+        return np.zeros(0)
+    return np.lib.stride_tricks.sliding_window_view(env, run).max(axis=1)
+
+
+def _first_index(values: np.ndarray, level: np.ndarray, base: np.ndarray, count: np.ndarray, step: int = 1,
+                 below: bool = True) -> np.ndarray:
+    """For each peak ``i``: the least ``k < count[i]`` with ``values[base[i] + step * k]`` below
+    ``level[i]`` (at or above it when not ``below``); -1 where there is none. Searched in
+    growing blocks of ``k``, since most answers lie within a few windows."""
+    found = np.full(len(base), -1, np.int64)
+    todo = np.flatnonzero(count > 0)
+    k0, block = 0, 32
+    while len(todo):
+        k = k0 + np.arange(block)
+        at = values[np.clip(base[todo, None] + step * k, 0, max(len(values) - 1, 0))]
+        hit = (k < count[todo, None]) & ((at < level[todo, None]) if below else (at >= level[todo, None]))
+        got = hit.any(axis=1)
+        found[todo[got]] = k0 + hit[got].argmax(axis=1)
+        todo = todo[~got & (count[todo] > k0 + block)]
+        k0, block = k0 + block, min(4 * block, 512)
+    return found
+
+
+def _until_below(env: np.ndarray, level: np.ndarray, start: np.ndarray, length: np.ndarray, run: int) -> np.ndarray:
+    """Per peak: windows from ``start`` (within the next ``length``) until ``env`` falls below
+    ``level`` and stays there for ``run`` windows (a dip between the random peaks of a burst is
+    not its end); ``length`` where it never does."""
+    count = np.where(length >= run, length - run + 1, 0)
+    k = _first_index(_run_max(env, run), level, start, count)
+    return np.where(k >= 0, k, length)
 
 
 def _judge(c: Candidate, params: ClapParams) -> tuple[bool, str]:

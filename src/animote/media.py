@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import subprocess
+import tempfile
 import threading
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -172,16 +173,22 @@ def frame_to_sample(frame: int | np.ndarray, fps: float, sample_rate: int):
     return np.rint(np.asarray(frame, dtype=np.float64) * sample_rate / fps).astype(np.int64)
 
 
-def extract_audio(video: str | os.PathLike, info: ProbeInfo, sample_rate: int, recording: str) -> np.ndarray:
-    """Decode the first audio stream to mono float32 at ``sample_rate``, aligned to the video.
+def decode_audio(video: str | os.PathLike, sample_rate: int, recording: str) -> np.ndarray:
+    """The first audio stream, mono float32 at ``sample_rate``, as it decodes (not yet aligned to
+    the video: see :func:`align_audio`). ffmpeg writes to a temporary file, which is faster than
+    reading its pipe from Python."""
+    with tempfile.TemporaryDirectory(prefix="animote-audio-") as tmp:
+        raw = Path(tmp) / "audio.f32"
+        try:
+            n = decode_audio_file(video, raw, sample_rate)
+        except (ValueError, FileNotFoundError) as exc:
+            raise RecordingError(recording, f"decoding the audio of {video} failed: {exc}") from exc
+        return read_samples(raw, 0, n)
 
-    Sample 0 is the start of video frame 0, whatever the two streams' start
-    times; the result is zero-padded or trimmed to exactly the video's length.
-    """
-    proc = _run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-map", "0:a:0", "-ac", "1",
-                 "-ar", str(sample_rate), "-f", "f32le", "-acodec", "pcm_f32le", "-"],
-                recording, f"decoding the audio of {video}")
-    audio = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float32)
+
+def align_audio(audio: np.ndarray, info: ProbeInfo, sample_rate: int, recording: str) -> np.ndarray:
+    """Decoded audio aligned to the video: sample 0 is the start of video frame 0, whatever the two
+    streams' start times; zero-padded or trimmed to exactly the video's length."""
     offset = int(round((info.audio_start_s - info.video_start_s) * sample_rate))
     if offset > 0:
         audio = np.concatenate([np.zeros(offset, np.float32), audio])
@@ -196,6 +203,12 @@ def extract_audio(video: str | os.PathLike, info: ProbeInfo, sample_rate: int, r
     if len(audio) < want:
         audio = np.concatenate([audio, np.zeros(want - len(audio), np.float32)])
     return audio[:want]
+
+
+def extract_audio(video: str | os.PathLike, info: ProbeInfo, sample_rate: int, recording: str) -> np.ndarray:
+    """Decode the first audio stream to mono float32 at ``sample_rate``, aligned to the video
+    (:func:`decode_audio`, then :func:`align_audio`)."""
+    return align_audio(decode_audio(video, sample_rate, recording), info, sample_rate, recording)
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:

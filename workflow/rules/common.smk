@@ -94,6 +94,7 @@ def experiment_gpu(wildcards):
 def final_targets():
     return (
         ["results/report/preprocess.tsv"]
+        + expand("results/{rec}/claps.png", rec=RECORDINGS.index)
         + expand("results/report/{sweep}/{table}.html", sweep=SWEEP, table=["sweep", "ablation", "features"])
         + expand("results/{rec}/mesh_{what}", rec=RECORDINGS.index, what=["summary.tsv", "preview.png"])
         + expand("results/{rec}/features.tsv", rec=RECORDINGS.index)

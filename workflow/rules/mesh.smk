@@ -35,6 +35,8 @@ rule neutral_mesh:
         **job_resources("neutral_mesh"),
     log:
         "results/logs/neutral_mesh/{rec}.log",
+    benchmark:
+        "results/benchmarks/neutral_mesh/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
     script:
@@ -79,6 +81,8 @@ rule mesh_report:
         **job_resources("mesh_report"),
     log:
         "results/logs/mesh_report/{rec}.log",
+    benchmark:
+        "results/benchmarks/mesh_report/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
     script:

@@ -29,8 +29,6 @@ rule remove_claps:
         cuts="results/{rec}/claps.tsv",
         kept="results/{rec}/kept.tsv",
         audio="results/{rec}/clean.wav",
-        plot=report("results/{rec}/claps.png", caption="../report/claps.rst", category="Preprocessing",
-                    labels={"recording": "{rec}", "figure": "claps"}),
     params:
         code=code_version("preprocess"),  # the stage's library code
         claps=config["claps"],
@@ -44,6 +42,30 @@ rule remove_claps:
         "../../envs/animote.yaml"
     script:
         "../scripts/remove_claps.py"
+
+
+# The picture of what clap removal cut: a job of its own, so the chunks (and the landmarks after
+# them) need not wait for matplotlib.
+rule clap_picture:
+    input:
+        audio="results/{rec}/audio.wav",
+        cuts="results/{rec}/claps.tsv",
+    output:
+        report("results/{rec}/claps.png", caption="../report/claps.rst", category="Preprocessing",
+               labels={"recording": "{rec}", "figure": "claps"}),
+    params:
+        code=code_version("preprocess"),  # the stage's library code
+        claps=config["claps"],
+    resources:
+        **job_resources("clap_picture"),
+    log:
+        "results/logs/clap_picture/{rec}.log",
+    benchmark:
+        "results/benchmarks/clap_picture/{rec}.tsv"
+    conda:
+        "../../envs/animote.yaml"
+    script:
+        "../scripts/clap_picture.py"
 
 
 rule split_chunks:

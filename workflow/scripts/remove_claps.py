@@ -5,4 +5,4 @@ from animote.util import logged
 with logged(snakemake.log[0]):
     remove_claps(snakemake.input.info, snakemake.input.audio, snakemake.wildcards.rec,
                  ClapParams(**snakemake.params.claps),
-                 snakemake.output.cuts, snakemake.output.kept, snakemake.output.audio, snakemake.output.plot)
+                 snakemake.output.cuts, snakemake.output.kept, snakemake.output.audio)

@@ -1,8 +1,10 @@
-"""Stage entry points of the first third of the DAG, on file paths: probe, remove claps, split.
+"""Stage entry points of the first third of the DAG, on file paths: probe, remove claps, the clap
+picture, split.
 
 Each function reads its inputs, calls the pure functions of ``media``,
 ``claps`` and ``chunks``, and writes its outputs atomically. The workflow's
-scripts call exactly one of these.
+scripts call exactly one of these. Each job is a fresh process, so a stage imports what only it
+needs (scipy, pandas, matplotlib) inside its function: the probe job, for one, does not pay for them.
 """
 
 from __future__ import annotations
@@ -10,25 +12,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from .. import RecordingError
-from ..chunks import export_chunk_video, load_chunks, write_chunks
-from ..claps import clap_candidates, clap_envelope, detect_claps, plan_cuts, splice_audio
 from ..config import ChunkParams, ClapParams, VideoParams
 from ..media import (
     ProbeInfo,
+    align_audio,
+    decode_audio,
     extract_audio,
     normalise_frame_rate,
     probe,
     read_wav,
     write_wav,
 )
-from ..render import clap_picture
 from ..util import atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +48,10 @@ def prepare_recording(src: str | Path, recording: str, probe_json: str | Path, v
                       audio_out: str | Path, video: VideoParams, sample_rate: int) -> ProbeInfo:
     """Probe a recording; give the pipeline a constant-frame-rate video at ``video_out`` (a link
     to the source when it already is one, else a re-encoding) and its aligned mono audio."""
-    info = probe(src, recording, video.vfr_tolerance)
+    with ThreadPoolExecutor(1) as pool:  # the audio decodes while ffprobe lists the video packets
+        decoding = pool.submit(decode_audio, src, sample_rate, recording)
+        info = probe(src, recording, video.vfr_tolerance)
+        decoded = decoding.result()
     log.info("recording '%s': %dx%d, %d frames at %.3f fps (%.2f s), audio %d Hz x%d", recording,
              info.width, info.height, info.n_frames, info.fps, info.duration_s, info.audio_rate,
              info.audio_channels)
@@ -56,11 +62,12 @@ def prepare_recording(src: str | Path, recording: str, probe_json: str | Path, v
         log.warning("recording '%s': %s; re-encoding at a constant %s fps", recording, why, target)
         normalise_frame_rate(src, video_out, target, video.normalise_crf, recording)
         info = probe(video_out, recording, video.vfr_tolerance)
+        audio = extract_audio(video_out, info, sample_rate, recording)  # its start may have moved
     else:  # already constant-rate: link it, and the probe still holds (one packet scan is enough)
         with atomic_path(video_out) as tmp:
             os.symlink(_link_target(src, video_out), tmp)
         info = dataclasses.replace(info, path=str(video_out))
-    audio = extract_audio(video_out, info, sample_rate, recording)
+        audio = align_audio(decoded, info, sample_rate, recording)
     write_wav(audio_out, audio, sample_rate)
     with atomic_path(probe_json) as tmp:
         Path(tmp).write_text(info.to_json())
@@ -68,10 +75,14 @@ def prepare_recording(src: str | Path, recording: str, probe_json: str | Path, v
 
 
 def remove_claps(probe_json: str | Path, audio_wav: str | Path, recording: str, params: ClapParams,
-                 cuts_out: str | Path, kept_out: str | Path, clean_out: str | Path,
-                 plot_out: str | Path | None = None) -> pd.DataFrame:
-    """Find claps, plan whole-frame cuts, and write the cut table, the kept segments, the
-    cleaned audio and a picture to check the cuts by eye. Returns the cut table."""
+                 cuts_out: str | Path, kept_out: str | Path, clean_out: str | Path) -> pd.DataFrame:
+    """Find claps, plan whole-frame cuts, and write the cut table, the kept segments and the
+    cleaned audio. Returns the cut table. The picture is :func:`draw_claps`, a job of its own, so
+    the chunks need not wait for it."""
+    from collections import Counter
+
+    from ..claps import clap_candidates, detect_claps, plan_cuts, splice_audio
+
     info = ProbeInfo.load(probe_json)
     audio, sr = read_wav(audio_wav)
     candidates = clap_candidates(audio, sr, params)
@@ -87,16 +98,33 @@ def remove_claps(probe_json: str | Path, audio_wav: str | Path, recording: str, 
     for df, path in ((cuts, cuts_out), (kept, kept_out)):
         with atomic_path(path) as tmp:
             df.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
-    if plot_out is not None:
-        env, hop = clap_envelope(audio, sr, params)
-        clap_picture(audio, sr, env, hop, list(times), list(zip(cuts.start_s, cuts.end_s)), plot_out,
-                     f"recording '{recording}'")
     return cuts
+
+
+def draw_claps(audio_wav: str | Path, cuts_tsv: str | Path, recording: str, params: ClapParams,
+               out_png: str | Path) -> None:
+    """The picture to check clap removal by eye: the high-passed envelope with every cut, and a
+    zoom on each clap (times from the cut table)."""
+    import pandas as pd
+
+    from ..claps import clap_envelope
+    from ..render import clap_picture
+
+    audio, sr = read_wav(audio_wav)
+    cuts = pd.read_csv(cuts_tsv, sep="\t", dtype={"clap_s": str})
+    times = sorted(float(t) for joined in cuts.clap_s for t in joined.split(";"))
+    env, hop = clap_envelope(audio, sr, params)
+    clap_picture(audio, sr, env, hop, times, list(zip(cuts.start_s, cuts.end_s)), out_png,
+                 f"recording '{recording}'")
 
 
 def split_chunks(probe_json: str | Path, video: str | Path, clean_wav: str | Path, kept_tsv: str | Path,
                  recording: str, params: ChunkParams, out_dir: str | Path) -> pd.DataFrame:
     """Write the recording's chunk folder (wavs, manifest, optional mp4s) atomically."""
+    import pandas as pd
+
+    from ..chunks import export_chunk_video, load_chunks, write_chunks
+
     info = ProbeInfo.load(probe_json)
     audio, sr = read_wav(clean_wav)
     kept = pd.read_csv(kept_tsv, sep="\t")
@@ -114,6 +142,10 @@ def split_chunks(probe_json: str | Path, video: str | Path, clean_wav: str | Pat
 def frame_accounting(recordings: list[str], probe_jsons: list, cut_tsvs: list, chunk_dirs: list,
                      out_tsv: str | Path) -> pd.DataFrame:
     """One row per recording: raw frames = frames in chunks + frames cut, checked and written."""
+    import pandas as pd
+
+    from ..chunks import load_chunks
+
     rows = []
     for rec, pj, ct, cd in zip(recordings, probe_jsons, cut_tsvs, chunk_dirs):
         info = ProbeInfo.load(pj)
