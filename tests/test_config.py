@@ -42,6 +42,9 @@ def test_renamed_key_says_what_replaced_it(tmp_path):
     with pytest.raises(ValueError, match=r"claps\.threshold_dbfs' is no longer read.*min_over_floor_db") as err:
         config.load(DEFAULT, p, schema=SCHEMA)
     assert "renamed claps.min_rise_db" in str(err.value)
+    p.write_text(yaml.safe_dump({"resources": {"neutral_mesh": {"mem_mb": 900}}}))  # a rule merged into another
+    with pytest.raises(ValueError, match=r"resources\.neutral_mesh' is no longer read.*resources\.align_mesh"):
+        config.load(DEFAULT, p, schema=SCHEMA)
 
 
 def test_workflow_validates_config_before_any_rule(tmp_path):

@@ -111,20 +111,20 @@ def test_config_edit_reruns_only_stale_stages(demo_run):
     (demo_run / "claps.yaml").write_text("claps:\n  min_over_floor_db: 32\n")  # the clap threshold
     # landmark, feature and alignment jobs are one per recording: the dry run lists every job
     after_claps = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "claps.yaml")))
-    assert after_claps == {"remove_claps", "split_chunks", "preprocess_report", "face_mesh", "neutral_mesh",
-                           "align_mesh", "mesh_report", "audio_features", "features_report", *TRAINING, "all"}
+    assert after_claps == {"remove_claps", "clap_picture", "split_chunks", "preprocess_report", "face_mesh",
+                           "align_mesh", "audio_features", "features_report", *TRAINING, "all"}
     (demo_run / "chunks.yaml").write_text("chunks:\n  length_s: 12\n")
     after_chunks = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "chunks.yaml")))
-    assert after_chunks == {"split_chunks", "preprocess_report", "face_mesh", "neutral_mesh", "align_mesh",
-                            "mesh_report", "audio_features", "features_report", *TRAINING, "all"}
+    assert after_chunks == {"split_chunks", "preprocess_report", "face_mesh", "align_mesh", "audio_features",
+                            "features_report", *TRAINING, "all"}
     (demo_run / "track.yaml").write_text("mesh:\n  tracking:\n    max_faces: 1\n")
     after_track = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "track.yaml")))
-    assert after_track == {"face_mesh", "neutral_mesh", "align_mesh", "mesh_report", *TRAINING, "all"}
+    assert after_track == {"face_mesh", "align_mesh", *TRAINING, "all"}
     (demo_run / "workers.yaml").write_text("mesh:\n  workers: 3\n")  # how, not what: nothing to redo
     assert _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "workers.yaml"))) == set()
     (demo_run / "neutral.yaml").write_text("mesh:\n  neutral:\n    silence_quantile: 0.3\n")
     after_neutral = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "neutral.yaml")))
-    assert after_neutral == {"neutral_mesh", "align_mesh", "mesh_report", *TRAINING, "all"}
+    assert after_neutral == {"align_mesh", *TRAINING, "all"}
 
 
 def test_bad_recordings_fail_clearly_and_leave_nothing_finished(tmp_path):

@@ -35,6 +35,8 @@ RENAMED = {
                                  "never by an absolute level: use claps.min_over_floor_db (dB above the "
                                  "recording's quiet level) to ask candidates to be louder",
     ("claps", "min_onset_ratio"): "renamed claps.min_rise_db, in dB (the old ratio 4 is 12 dB)",
+    ("resources", "neutral_mesh"): "the neutral mesh is made by the align_mesh job now: set resources.align_mesh",
+    ("resources", "mesh_report"): "the mesh summary is made by the align_mesh job now: set resources.align_mesh",
 }
 
 

@@ -22,37 +22,23 @@ rule face_mesh:
         "../scripts/face_mesh.py"
 
 
-rule neutral_mesh:
+# After the landmarks, one job per recording: the neutral mesh, head pose removed from every chunk
+# (a folder with a store per chunk, cNNN.zarr), and the summary with its picture. Each step takes
+# about as long as a job's start-up, and all three rerun together anyway (the same code, and the
+# neutral mesh feeds the other two), so one process does them one after another.
+rule align_mesh:
     input:
         unpack(neutral_inputs),
+        info="results/{rec}/probe.json",
     output:
-        directory("results/{rec}/neutral.zarr"),
+        neutral=directory("results/{rec}/neutral.zarr"),
+        aligned=directory("results/{rec}/aligned"),
+        summary="results/{rec}/mesh_summary.tsv",
+        preview="results/{rec}/mesh_preview.png",
     params:
         code=code_version("mesh"),  # the stage's library code
         mesh=config["mesh"]["neutral"],
         image=neutral_image,
-    resources:
-        **job_resources("neutral_mesh"),
-    log:
-        "results/logs/neutral_mesh/{rec}.log",
-    benchmark:
-        "results/benchmarks/neutral_mesh/{rec}.tsv"
-    conda:
-        "../../envs/animote.yaml"
-    script:
-        "../scripts/neutral_mesh.py"
-
-
-# Head pose removed, one job per recording: a folder with a store per chunk (cNNN.zarr); the fit
-# takes a fraction of a second per chunk, a job's start-up a second.
-rule align_mesh:
-    input:
-        meshes="results/{rec}/mesh",
-        neutral="results/{rec}/neutral.zarr",
-    output:
-        directory("results/{rec}/aligned"),
-    params:
-        code=code_version("mesh"),  # the stage's library code
     resources:
         **job_resources("align_mesh"),
     log:
@@ -63,27 +49,3 @@ rule align_mesh:
         "../../envs/animote.yaml"
     script:
         "../scripts/align_mesh.py"
-
-
-rule mesh_report:
-    input:
-        meshes="results/{rec}/mesh",
-        aligned="results/{rec}/aligned",
-        neutral="results/{rec}/neutral.zarr",
-        chunks="results/{rec}/chunks",
-        info="results/{rec}/probe.json",
-    output:
-        summary="results/{rec}/mesh_summary.tsv",
-        preview="results/{rec}/mesh_preview.png",
-    params:
-        code=code_version("mesh"),  # the stage's library code
-    resources:
-        **job_resources("mesh_report"),
-    log:
-        "results/logs/mesh_report/{rec}.log",
-    benchmark:
-        "results/benchmarks/mesh_report/{rec}.tsv"
-    conda:
-        "../../envs/animote.yaml"
-    script:
-        "../scripts/mesh_report.py"

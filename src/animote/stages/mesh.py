@@ -285,6 +285,18 @@ def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral
     return df
 
 
+def align_and_report(recording: str, mesh_stores, chunk_dir: str | Path, probe_json: str | Path,
+                     neutral_image: str | None, params: NeutralParams, neutral_out: str | Path,
+                     aligned_out: str | Path, summary_out: str | Path, preview_out: str | Path) -> pd.DataFrame:
+    """What follows the landmarks, in one process: the neutral mesh (:func:`neutral_mesh`), head
+    pose removed from every chunk (:func:`align_recording`), and the summary with its picture
+    (:func:`mesh_report`). Each takes about as long as a job's start-up."""
+    neutral_mesh(recording, mesh_stores, chunk_dir, neutral_image, neutral_out, params)
+    align_recording(mesh_stores, neutral_out, aligned_out)
+    return mesh_report(recording, mesh_stores, aligned_out, neutral_out, chunk_dir, probe_json, summary_out,
+                       preview_out)
+
+
 def _write_preview(path, frame: np.ndarray, landmarks: np.ndarray | None, neutral: np.ndarray, title: str,
                    source: str, panel: int = 512) -> None:
     h, w = frame.shape[:2]
