@@ -36,6 +36,20 @@ def test_iter_frames_raises_when_frames_run_out(index_video):
         list(iter_frames(index_video, 145, 10, info))
 
 
+def test_a_recording_cut_without_re_encoding_counts_the_frames_that_decode(index_video, tmp_path):
+    """``ffmpeg -ss T -i in.mp4 -c copy`` starts the copy at the keyframe before T and marks the
+    packets before T to be discarded (an mp4 edit list): they are not frames of the recording."""
+    cut = tmp_path / "cut.mp4"
+    ffmpeg("-ss", "1.7", "-i", str(index_video), "-c", "copy", str(cut))  # GOP 48: frame 51 is mid-GOP
+    info = probe(cut, "cut")
+    assert not info.variable_frame_rate  # so the pipeline links it as it is, and trusts this count
+    frames = [read_index(f) for f in iter_frames(cut, 0, info.n_frames, info)]
+    with pytest.raises(RuntimeError, match="expected 1 frames"):  # and not one more
+        list(iter_frames(cut, info.n_frames, 1, info))
+    assert 50 <= frames[0] <= 52 and frames == list(range(frames[0], 150))
+    assert [read_index(f) for f in iter_frames(cut, 30, 3, info)] == frames[30:33]  # seeks stay frame-exact
+
+
 def test_probe_bad_inputs_name_the_recording(tmp_path):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")

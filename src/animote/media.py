@@ -106,17 +106,24 @@ def probe(path: str | os.PathLike, recording: str, vfr_tolerance: float = 0.02) 
     if audio is None:
         raise RecordingError(recording, f"no audio stream in {path}")
 
-    # Exact frame count and frame-interval spread from the video packets' timestamps.
+    # Exact frame count and frame-interval spread from the video packets' timestamps. A packet
+    # flagged D is one the container says to discard: a copy cut (``ffmpeg -ss T -i ... -c copy``)
+    # starts at the keyframe before T and lists the frames before T that way (an mp4 edit list).
     proc = _run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts,dts",
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts,dts,flags",
          "-of", "csv=p=0", str(path)],
         recording, f"ffprobe cannot list the video packets of {path}",
     )
-    pts = []
+    pts, discarded = [], 0
     for line in proc.stdout.decode().split():
-        first = line.split(",")[0]
-        if first not in ("", "N/A"):
-            pts.append(int(first))
+        fields = line.split(",")
+        if "D" in fields[-1]:
+            discarded += 1
+        elif fields[0] not in ("", "N/A"):
+            pts.append(int(fields[0]))
+    if discarded:
+        log.info("recording '%s': %d video packets before the start of a copy cut are not frames of it",
+                 recording, discarded)
     n_frames = len(pts)
     if n_frames == 0:
         raise RecordingError(recording, f"the video stream of {path} has zero frames")
