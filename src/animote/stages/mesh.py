@@ -125,6 +125,9 @@ def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str |
     if done:
         log.info("recording '%s': %d of %d chunks kept from an interrupted run (%s)", recording, len(done),
                  len(chunks), ", ".join(sorted(done)))
+    # longest first, so that the longest chunk (the last, when a short tail joined it) does not
+    # start last while the other workers sit idle
+    todo.sort(key=lambda c: -c.n_frames)
     workers = max(1, min(workers, len(todo)))
     log.info("recording '%s': tracking %d chunks, %d at a time", recording, len(todo), workers)
     tasks = [dict(chunk_dir=str(chunk_dir), chunk_id=c.chunk, probe_json=str(probe_json),
