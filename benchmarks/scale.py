@@ -146,8 +146,8 @@ def main() -> None:
     # the chain of one recording outside its landmark and feature jobs runs one job after another:
     # more cores do not shorten it
     secs = dict(zip(table.rule, table.job_s))
-    before = {r: secs.get(r, 0.0) for r in SERIAL_BEFORE}
-    after = {r: secs.get(r, 0.0) for r in SERIAL_AFTER}
+    before = {r: secs[r] for r in SERIAL_BEFORE if r in secs}  # the rules of this version that ran
+    after = {r: secs[r] for r in SERIAL_AFTER if r in secs}
     serial = sum(before.values()) + sum(after.values())
     print(f"serial chain: {sum(before.values()):.1f} s before the landmarks ("
           + ", ".join(f"{r} {v:.1f}" for r, v in before.items()) + f"), {sum(after.values()):.1f} s after ("

@@ -19,12 +19,12 @@ from .util import atomic_path
 def write_store(path: str | Path, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any]) -> None:
     """Write ``arrays`` (first axis: video frames, chunked along it) and ``attrs`` atomically."""
     with atomic_path(path) as tmp:
-        group = zarr.open_group(str(tmp), mode="w")
+        # the attributes with the group: set afterwards, each key rewrites the group's metadata
+        group = zarr.open_group(str(tmp), mode="w", attributes=dict(attrs))
         for name, data in arrays.items():
             data = np.asarray(data)
             chunks = (min(max(1, data.shape[0]), 1024),) + data.shape[1:] if data.ndim else ()
             group.create_array(name, data=data, chunks=chunks)
-        group.attrs.update(dict(attrs))
 
 
 def read_store(path: str | Path, *names: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
