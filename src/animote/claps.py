@@ -100,10 +100,10 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
     # overhead: a long recording has tens of thousands of peaks).
     n_back = peaks - np.maximum(0, peaks - look)
     runs = n_back >= run2  # a lookback shorter than one run: single windows count
-    k = np.where(runs, _first_index(_run_max(env, run2), pk - params.min_rise_db, peaks - run2,
-                                    np.where(runs, n_back - run2 + 1, 0), step=-1), -1)
-    k = np.where(runs, k, _first_index(env, pk - params.min_rise_db, peaks - 1, np.where(runs, 0, n_back),
-                                       step=-1))
+    level = pk - params.min_rise_db
+    in_runs = _first_index(_run_max(env, run2), level, peaks - run2, np.where(runs, n_back - run2 + 1, 0), step=-1)
+    single = _first_index(env, level, peaks - 1, np.where(runs, 0, n_back), step=-1)
+    k = np.where(runs, in_runs, single)  # windows back from the peak to the onset; -1: never that quiet
     quiet = k >= 0
     i0 = np.where(quiet, peaks - 1 - k, peaks - n_back)
     rise = np.where(quiet, _first_index(env, pk - 6, i0, np.where(quiet, peaks - i0 + 1, 0), below=False), n_back)
