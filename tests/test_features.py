@@ -195,10 +195,17 @@ def test_a_recording_job_writes_a_store_per_chunk_or_names_the_failing_chunk(spe
     together, _ = read_store(tmp_path / "whisper/c001.zarr")
     assert alone["n_frames"] == 120
     np.testing.assert_allclose(together["features"], read_store(tmp_path / "alone.zarr")[0]["features"], atol=1e-5)
-    # a bad chunk: the error names it, and no folder appears (not even a partial one)
+    # two chunks at once, each worker a process that loads the model once: the same stores
+    in_workers = features_recording(chunks, spec, tmp_path / "workers", workers=2)
+    assert [a["chunk"] for a in in_workers] == ["c000", "c001", "c002"]
+    for c in ("c000", "c001", "c002"):
+        np.testing.assert_allclose(read_store(tmp_path / f"workers/{c}.zarr")[0]["features"],
+                                   read_store(tmp_path / f"whisper/{c}.zarr")[0]["features"], atol=1e-5)
+    # a bad chunk: the error names it, and no folder appears (not even a partial one), in workers too
     from animote.media import write_wav
 
     write_wav(chunks / "c002.wav", speech_audio[:4 * 8000], 8000)
-    with pytest.raises(RecordingError, match=r"recording 'speaker'.*chunk c002.*8000 Hz"):
-        features_recording(chunks, spec, tmp_path / "again")
-    assert not (tmp_path / "again").exists() and not list(tmp_path.glob(".tmp-*"))
+    for workers in (1, 2):
+        with pytest.raises(RecordingError, match=r"^recording 'speaker': chunk c002: .*8000 Hz"):
+            features_recording(chunks, spec, tmp_path / "again", workers=workers)
+        assert not (tmp_path / "again").exists() and not list(tmp_path.glob(".tmp-*"))

@@ -120,7 +120,7 @@ def test_config_edit_reruns_only_stale_stages(demo_run):
     (demo_run / "track.yaml").write_text("mesh:\n  tracking:\n    max_faces: 1\n")
     after_track = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "track.yaml")))
     assert after_track == {"face_mesh", "align_mesh", *TRAINING, "all"}
-    (demo_run / "workers.yaml").write_text("mesh:\n  workers: 3\n")  # how, not what: nothing to redo
+    (demo_run / "workers.yaml").write_text("mesh:\n  workers: 3\nfeatures:\n  workers: 3\n")  # how, not what
     assert _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "workers.yaml"))) == set()
     (demo_run / "neutral.yaml").write_text("mesh:\n  neutral:\n    silence_quantile: 0.3\n")
     after_neutral = _scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "neutral.yaml")))

@@ -78,6 +78,12 @@ def feature_gpu(wildcards):
     return needs_gpu(spec["device"], gpu_here()) if spec["type"].startswith("wav2vec2") else 0
 
 
+def feature_threads(wildcards):
+    """Chunks at once in a feature job: features.workers for a backend that computes on one core;
+    one for wav2vec2, which torch spreads over the cores itself (or runs on the GPU)."""
+    return 1 if feature_spec(wildcards)["type"].startswith("wav2vec2") else config["features"]["workers"]
+
+
 def feature_roles():
     """What the dataset records of each feature role: its cache key and backend spec."""
     return {role: {"cache_key": key, "spec": spec} for role, (key, spec) in FEATURES.items()}

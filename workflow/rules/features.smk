@@ -1,6 +1,6 @@
 # One job per backend and recording: a folder with a store per chunk (cNNN.zarr). The backend's
-# imports and model load once for all the chunks (seconds, against a fraction of a second of
-# features per chunk).
+# imports and model load once per worker (seconds, against a fraction of a second of features per
+# chunk); a CPU backend's job runs features.workers chunks at once (its threads).
 rule audio_features:
     input:
         chunks="results/{rec}/chunks",
@@ -9,6 +9,7 @@ rule audio_features:
     params:
         code=code_version("features"),  # the stage's library code
         spec=feature_spec,
+    threads: feature_threads
     resources:
         gpu=feature_gpu,
         **job_resources("audio_features"),

@@ -4,6 +4,7 @@ of the active stores."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +18,7 @@ from ..features import Backend, compute_features, make_backend
 from ..media import read_wav
 from ..store import read_store, stores_in, write_store
 from ..util import atomic_path
+from ..workers import TaskFailed, run_tasks
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +41,44 @@ def features_chunk(chunk_dir: str | Path, chunk_id: str, spec: Mapping[str, Any]
     return attrs
 
 
-def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: str | Path) -> list[dict]:
+_LOADED: dict[str, Backend] = {}  # a worker process's backends, loaded once, by spec
+
+
+def features_chunk_task(chunk_dir: str, chunk_id: str, spec: dict, out_store: str) -> dict:
+    """``features_chunk`` with plain arguments, as a worker process runs it (animote.workers): the
+    backend and its model load once per worker, for every chunk it takes."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _LOADED:
+        _LOADED[key] = make_backend(spec)
+    return features_chunk(chunk_dir, chunk_id, _LOADED[key], out_store)
+
+
+def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: str | Path,
+                       workers: int = 1) -> list[dict]:
     """One backend's features for every chunk of a recording: a folder of per-chunk stores
     (``cNNN.zarr``), written under a temporary name and renamed when every chunk is done. The
-    backend (its imports and model) is loaded once for all the chunks: per chunk a job would
-    spend seconds starting up for a fraction of a second of features."""
+    backend (its imports and model) is loaded once per process: per chunk a job would spend
+    seconds starting up for a fraction of a second of features. ``workers`` chunks are computed
+    at once, each worker a fresh process (``animote.workers``); with one, in this process."""
     chunks = load_chunks(chunk_dir)
     if not chunks:
         raise ValueError(f"{chunk_dir}: no chunks in the manifest")
-    backend = make_backend(spec)
-    done = []
+    recording = chunks[0].recording
+    workers = max(1, min(workers, len(chunks)))
     with atomic_path(out_dir) as tmp:
         Path(tmp).mkdir(parents=True)
-        for chunk in chunks:
-            done.append(features_chunk(chunk_dir, chunk.chunk, backend, Path(tmp) / f"{chunk.chunk}.zarr"))
-    log.info("recording '%s': %s features for %d chunks, real-time factor %.3f overall", chunks[0].recording,
-             done[0]["cache_key"], len(done),
+        if workers == 1:
+            backend = make_backend(spec)
+            done = [features_chunk(chunk_dir, c.chunk, backend, Path(tmp) / f"{c.chunk}.zarr") for c in chunks]
+        else:
+            tasks = [dict(chunk_dir=str(chunk_dir), chunk_id=c.chunk, spec=dict(spec),
+                          out_store=str(Path(tmp) / f"{c.chunk}.zarr")) for c in chunks]
+            try:
+                done = run_tasks("animote.stages.features:features_chunk_task", tasks, workers)
+            except TaskFailed as exc:  # the worker's message already names the recording and chunk
+                raise RecordingError(recording, str(exc).removeprefix(f"recording '{recording}': ")) from None
+    log.info("recording '%s': %s features for %d chunks (%d at a time), real-time factor %.3f overall", recording,
+             done[0]["cache_key"], len(done), workers,
              sum(a["real_time_factor"] * c.n_frames / c.fps for a, c in zip(done, chunks))
              / sum(c.n_frames / c.fps for c in chunks))
     return done
