@@ -63,14 +63,13 @@ def source_video(cache: Path, minutes: float, width: int, height: int, cores: in
     return video
 
 
-def workers_of(wd: Path) -> int:
-    """Chunks the recording's landmark job tracked at once, from its log."""
-    log = wd / "results/logs/face_mesh/demo.log"
-    if not log.exists():  # one job per chunk (before 07d3355)
-        return 1
-    text = log.read_text()
-    found = re.findall(r"tracking \d+ chunks, (\d+) at a time", text)
-    return int(found[-1]) if found else 1
+def workers_of(wd: Path, rule: str) -> int:
+    """Chunks a landmark or feature job computed at once, from its logs (1 for older versions,
+    which said nothing of it)."""
+    said = {"face_mesh": r"tracking \d+ chunks, (\d+) at a time", "audio_features": r"chunks \((\d+) at a time\)"}
+    found = [int(n) for log in (wd / "results/logs" / rule).rglob("*.log")
+             for n in re.findall(said[rule], log.read_text())]
+    return max(found, default=1)
 
 
 def work_seconds(wd: Path) -> dict[str, float]:
@@ -119,8 +118,9 @@ def main() -> None:
     table = stage_table(wd / "results/benchmarks")
     work = work_seconds(wd)
     table["work_s"] = table.rule.map(work)
-    # a landmark job tracks several chunks at once (its log says how many): its time is per worker
-    table["workers"] = table.rule.map({"face_mesh": workers_of(wd)}).fillna(1).astype(int)
+    # a landmark or feature job runs several chunks at once (its log says how many): its time is per worker
+    table["workers"] = table.rule.map({r: workers_of(wd, r) for r in ("face_mesh", "audio_features")}).fillna(1)
+    table["workers"] = table.workers.astype(int)
     table["startup_share"] = 1 - table.work_s / (table.job_s * table.workers)
     where = (wd / "results/demo/chunks", wd / "results/demo/probe.json", wd / "config/config.yaml")
     solo = floor(*where, cores=1)
