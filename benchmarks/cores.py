@@ -44,8 +44,8 @@ def prepare(folder: Path, cache: Path) -> None:
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     clip = folder / "clip.mp4"
-    # encoded as the demo is (a stream copy cut mid-group-of-pictures can end in frames that do
-    # not decode, which the stage rightly refuses)
+    # re-encoded as the demo is, so that the clip starts on a keyframe and ends on whole groups of
+    # pictures like a recording (a stream copy cut would not)
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(video), "-t", "30", "-c:v", "libx264",
                     "-preset", "superfast", "-crf", "18", "-pix_fmt", "yuv420p", "-g", "60", "-c:a", "aac",
                     "-b:a", "128k", str(clip)], check=True)

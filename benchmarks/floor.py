@@ -40,12 +40,12 @@ for f in iter_chunk_frames(chunk, info, size=size, threads=params.decode_threads
         break
 out = {"mesh_ms_per_frame": 1000 * (time.perf_counter() - t) / n, "frames": n, "feature_rtf": {}}
 if os.environ.get("FLOOR_FEATURES") == "1":
-    from animote.features import make_backend
+    from animote.features import active_specs, make_backend
     audio, sr = read_wav(chunk.audio)
     audio = audio[: int(float(seconds) * sr)]
-    for role in ("phonetic", "emotion"):
+    for role, (_, spec) in active_specs(cfg["features"]).items():
         name = cfg["features"][role]
-        backend = make_backend(dict(cfg["features"]["backends"][name], offline=True, device="cpu"))
+        backend = make_backend(dict(spec, device="cpu"))
         backend.compute(audio[: sr])  # the model loaded, its first call made
         t = time.perf_counter()
         backend.compute(audio)

@@ -6,7 +6,7 @@ from snakemake.utils import validate
 
 from animote.baselines import baseline_set
 from animote.config import check_renamed, code_version, gpu_visible, needs_gpu, sweep_experiments
-from animote.features import active_specs
+from animote.features import active_specs, job_workers, uses_torch
 from animote.recordings import load_sheet
 
 
@@ -75,13 +75,12 @@ def gpu_here():
 
 def feature_gpu(wildcards):
     spec = feature_spec(wildcards)
-    return needs_gpu(spec["device"], gpu_here()) if spec["type"].startswith("wav2vec2") else 0
+    return needs_gpu(spec["device"], gpu_here()) if uses_torch(spec) else 0
 
 
 def feature_threads(wildcards):
-    """Chunks at once in a feature job: features.workers for a backend that computes on one core;
-    one for wav2vec2, which torch spreads over the cores itself (or runs on the GPU)."""
-    return 1 if feature_spec(wildcards)["type"].startswith("wav2vec2") else config["features"]["workers"]
+    """Chunks at once in a feature job (``animote.features.job_workers``)."""
+    return job_workers(feature_spec(wildcards), config["features"]["workers"])
 
 
 def feature_roles():

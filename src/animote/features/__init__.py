@@ -21,10 +21,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from .align import resample_to_frames
-from .backends import SAMPLE_RATE, Backend, ModelUnavailable, cache_key, make_backend
+from .backends import SAMPLE_RATE, Backend, ModelUnavailable, cache_key, job_workers, make_backend, uses_torch
 
 __all__ = ["ROLES", "active_specs", "compute_features", "AlignedFeatures", "resample_to_frames", "cache_key",
-           "make_backend", "ModelUnavailable", "SAMPLE_RATE"]
+           "make_backend", "ModelUnavailable", "SAMPLE_RATE", "job_workers", "uses_torch"]
 
 ROLES = ("phonetic", "emotion")
 

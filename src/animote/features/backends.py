@@ -118,6 +118,8 @@ class Backend:
     """Interface: ``compute(audio) -> Features``; ``attrs`` describe it for the cache. A backend
     with a model loads it once (``load``, also called by the first ``compute``) and keeps it."""
 
+    uses_torch = False  # torch spreads its work over the cores itself, and may run it on a GPU
+
     def __init__(self, spec: Mapping[str, Any]):
         self.spec = dict(spec)
         self._loaded = None
@@ -273,6 +275,7 @@ class Wav2Vec2(Backend):
 
     RATE = 50.0
     emotion = False
+    uses_torch = True
 
     def _load(self):
         model_ref, local_only = _resolve_hf(self.spec["model"], self.spec.get("revision", "main"),
@@ -386,7 +389,22 @@ BACKENDS = {"logmel": LogMel, "egemaps": EGeMAPS, "whisper": Whisper, "wav2vec2"
             "wav2vec2-emotion": Wav2Vec2Emotion}
 
 
-def make_backend(spec: Mapping[str, Any]) -> Backend:
+def uses_torch(spec: Mapping[str, Any]) -> bool:
+    """Whether the spec's backend runs on torch (many cores at once, or a GPU)."""
+    return _backend_class(spec).uses_torch
+
+
+def job_workers(spec: Mapping[str, Any], workers: int) -> int:
+    """Chunks a recording's job of this backend computes at once: ``workers`` processes for a
+    backend that computes on one core; one for a torch backend, which fills the cores itself."""
+    return 1 if uses_torch(spec) else max(1, workers)
+
+
+def _backend_class(spec: Mapping[str, Any]) -> type[Backend]:
     if spec["type"] not in BACKENDS:
         raise ValueError(f"unknown feature backend type {spec['type']!r}; known: {', '.join(BACKENDS)}")
-    return BACKENDS[spec["type"]](spec)
+    return BACKENDS[spec["type"]]
+
+
+def make_backend(spec: Mapping[str, Any]) -> Backend:
+    return _backend_class(spec)(spec)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .. import RecordingError
 from ..chunks import find_chunk, load_chunks
-from ..features import Backend, compute_features, make_backend
+from ..features import Backend, compute_features, job_workers, make_backend
 from ..media import read_wav
 from ..store import read_store, stores_in, write_store
 from ..util import atomic_path
@@ -59,12 +59,13 @@ def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: 
     (``cNNN.zarr``), written under a temporary name and renamed when every chunk is done. The
     backend (its imports and model) is loaded once per process: per chunk a job would spend
     seconds starting up for a fraction of a second of features. ``workers`` chunks are computed
-    at once, each worker a fresh process (``animote.workers``); with one, in this process."""
+    at once (one for a torch backend: ``job_workers``), each worker a fresh process
+    (``animote.workers``); with one, in this process."""
     chunks = load_chunks(chunk_dir)
     if not chunks:
         raise ValueError(f"{chunk_dir}: no chunks in the manifest")
     recording = chunks[0].recording
-    workers = max(1, min(workers, len(chunks)))
+    workers = min(job_workers(spec, workers), len(chunks))
     with atomic_path(out_dir) as tmp:
         Path(tmp).mkdir(parents=True)
         if workers == 1:
