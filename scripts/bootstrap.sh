@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets animote up on a Debian or Ubuntu machine, idempotently:
-#   1. the Debian packages the pipeline calls (ffmpeg, festival with a CMU Arctic voice, espeak-ng;
+#   1. the Debian packages the pipeline calls (ffmpeg, festival with three voices, espeak-ng;
 #      with --tests also chromium, for the report's browser test, and SLURM with munge, for the
 #      cluster test), installed when missing
 #      (as root, or through passwordless sudo; otherwise it says what to install);
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg festival festvox-us-slt-hts espeak-ng)
+APT_PACKAGES=(ffmpeg festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k espeak-ng)
 if [ "${1:-}" = "--tests" ]; then
   APT_PACKAGES+=(chromium)  # the report test opens the report in a real headless browser
   APT_PACKAGES+=(slurmctld slurmd slurm-client munge)  # the cluster test starts a throwaway SLURM

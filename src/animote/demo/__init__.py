@@ -1,9 +1,9 @@
 """The embedded demo recording: a talking head synthesised from real parts.
 
 A real photograph (``skimage.data.astronaut()``) animated by warping around its
-MediaPipe landmarks, real synthetic speech (festival reading Harvard sentences
+MediaPipe landmarks, real synthetic speech (festival voices reading Harvard sentences
 and CMU Arctic prompts in several speaking styles, with phone timings that
-drive the lips), hand claps at known times, muxed as H.264 + AAC in an mp4
+drive the lips and jaw, coarticulated), hand claps at known times, muxed as H.264 + AAC in an mp4
 like a phone recording. A ground-truth table beside it says what really
 happened in every frame, so every later stage can be checked.
 """
@@ -28,7 +28,7 @@ from . import face, speech
 
 log = logging.getLogger(__name__)
 
-TRUTH_COLUMNS = ["frame", "time_s", "speaking", "style", "mouth_open", "lip_width", "smile", "brow",
+TRUTH_COLUMNS = ["frame", "time_s", "speaking", "voice", "style", "phone", "mouth_open", "lip_width", "smile", "brow",
                  "lip_gap_px", "mouth_width_px", "head_roll_deg", "head_tx_px", "head_ty_px", "head_scale"]
 
 
@@ -51,13 +51,31 @@ class DemoParams:
     head_scale: float
     crf: int
     styles: dict[str, speech.Style]
+    voices: tuple[str, ...]  # speakers (keys of speech.VOICES), taking turns in blocks of sentences
+    sentence_offset: int  # the first sentence of the table read: disjoint offsets, disjoint text
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "DemoParams":
         d = dict(config["demo"])
         d["styles"] = {k: speech.Style(**v) for k, v in d["styles"].items()}
         d["pause_s"] = tuple(d["pause_s"])
+        d["voices"] = tuple(d["voices"])
         return cls(**d)
+
+    def plan(self, table_size: int) -> tuple[range, list[str], list[str]]:
+        """Which sentences of the table are read (never one twice), and each one's style and
+        voice: styles change every ``style_block`` sentences, voices after every style."""
+        est_per_sentence = 2.6 + np.mean(self.pause_s)
+        n_sent = int(np.ceil(self.duration_s / est_per_sentence * 1.15)) + 2
+        if self.sentence_offset >= table_size:
+            raise ValueError(f"demo.sentence_offset {self.sentence_offset} is past the end of the sentence table "
+                             f"({table_size} sentences)")
+        rows = range(self.sentence_offset, min(table_size, self.sentence_offset + n_sent))
+        names = list(self.styles)
+        styles = [names[(i // self.style_block) % len(names)] for i in range(len(rows))]
+        voice_block = self.style_block * len(names)
+        voices = [self.voices[(i // voice_block) % len(self.voices)] for i in range(len(rows))]
+        return rows, styles, voices
 
 
 def _smooth_steps(times: np.ndarray, starts, ends, values, sigma_s: float, grid_dt: float = 0.001,
@@ -84,15 +102,12 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
     rng = np.random.default_rng(params.seed)
     sr, fps = params.audio_rate, params.fps
     table = speech.sentences()
-    style_names = list(params.styles)
 
-    # 1. Plan the script: sentences in style blocks, until the duration is reached.
-    est_per_sentence = 2.6 + np.mean(params.pause_s)
-    n_sent = int(np.ceil(params.duration_s / est_per_sentence * 1.15)) + 2
-    texts = [table.text[i % len(table)] for i in range(n_sent)]
-    styles = [style_names[(i // params.style_block) % len(style_names)] for i in range(n_sent)]
+    # 1. Plan the script: sentences in style and voice blocks, until the duration is reached.
+    rows, styles, voices = params.plan(len(table))
+    texts = [table.text[i] for i in rows]
     with tempfile.TemporaryDirectory(prefix="animote-demo-") as tmp:
-        spoken = speech.synthesize(texts, Path(tmp))
+        spoken = speech.synthesize(texts, voices, Path(tmp))
 
     # 2. Lay out the audio: slate clap, sentences with pauses, claps in some gaps.
     pieces: list[tuple[float, np.ndarray]] = []
@@ -104,12 +119,13 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
     with ThreadPoolExecutor(2) as pool:  # each restyle is an ffmpeg process
         restyled = list(pool.map(lambda a: speech.restyle(a[0][0], a[0][1], params.styles[a[1]], sr),
                                  zip(spoken, styles)))
-    for i, ((audio, a_sr, ph), y, text, style) in enumerate(zip(spoken, restyled, texts, styles)):
+    for i, ((audio, a_sr, ph), y, text, style, voice) in enumerate(zip(spoken, restyled, texts, styles, voices)):
         st = params.styles[style]
         y = y / (np.abs(y).max() + 1e-9) * params.speech_peak * 10 ** (st.gain_db / 20)
         pieces.append((t, y))
         dur = len(y) / sr
-        sentences.append({"index": i, "text": text, "style": style, "start_s": t, "end_s": t + dur})
+        sentences.append({"index": i, "table_row": rows[i], "text": text, "style": style, "voice": voice,
+                          "start_s": t, "end_s": t + dur})
         for r in ph.itertuples():
             phones.append((t + r.start / st.rate, t + r.end / st.rate, r.phone, style))
         t += dur + rng.uniform(*params.pause_s)
@@ -121,7 +137,9 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
             claps.append(t)
             t += 0.6
     if t < params.duration_s:
-        raise RuntimeError(f"demo script too short ({t:.1f} s < {params.duration_s} s)")
+        raise RuntimeError(f"demo script too short ({t:.1f} s < demo.duration_s {params.duration_s} s): sentences "
+                           f"{rows.start}-{rows.stop - 1} are all the table has from demo.sentence_offset "
+                           f"{params.sentence_offset} ({len(table)} sentences); lower the offset or the duration")
     t += 0.2
     if len(claps) < params.n_claps:  # a closing clap, like a slate at the end
         claps.append(t)
@@ -143,8 +161,13 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
     ph = pd.DataFrame(phones, columns=["start", "end", "phone", "style"])
     vis = np.array([speech.VISEMES.get(p, (0.2, 0.0)) for p in ph.phone]) if len(ph) else np.zeros((0, 2))
     mouth_scale = np.array([params.styles[s].mouth_scale for s in ph["style"]])
-    mouth_open = np.clip(_smooth_steps(times, ph.start, ph.end, vis[:, 0] * mouth_scale, 0.025), 0, 1.2)
-    lip_width = _smooth_steps(times, ph.start, ph.end, vis[:, 1], 0.03)
+    # Jaw and lips coarticulated: each anticipates and carries over its neighbours' targets.
+    mouth_open = np.clip(speech.coarticulate(times, ph.start, ph.end, ph.phone, vis[:, 0] * mouth_scale,
+                                             "mouth_open"), 0, 1.2)
+    lip_width = speech.coarticulate(times, ph.start, ph.end, ph.phone, vis[:, 1], "lip_width")
+    phone_col = np.full(n_frames, "", dtype=object)
+    for r in ph.itertuples():  # the phone sounding at each frame's time
+        phone_col[np.searchsorted(times, r.start):np.searchsorted(times, r.end)] = r.phone
     sent = pd.DataFrame(sentences)
     # Expression holds through the pause after a sentence and changes between style blocks.
     exp_start = sent.start_s.to_numpy() - 0.3
@@ -154,9 +177,11 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
     brow = _smooth_steps(times, exp_start, exp_end, [params.styles[s].brow for s in sent["style"]], 0.2)
     speaking = np.zeros(n_frames, bool)
     style_col = np.full(n_frames, "", dtype=object)
+    voice_col = np.full(n_frames, "", dtype=object)
     for r in sent.itertuples():
         f0, f1 = int(r.start_s * fps), int(np.ceil(r.end_s * fps))
         speaking[f0:f1] = True
+        voice_col[f0:f1] = r.voice
     for r, a, b in zip(sent.itertuples(), exp_start, exp_end):
         style_col[int(max(a, 0) * fps):int(b * fps)] = r.style
     # A little head motion: slow sums of sinusoids with random phases.
@@ -205,14 +230,15 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
 
     truth = pd.DataFrame({
         "frame": np.arange(n_frames), "time_s": np.arange(n_frames) / fps, "speaking": speaking,
-        "style": style_col, "mouth_open": mouth_open, "lip_width": lip_width, "smile": smile, "brow": brow,
+        "voice": voice_col, "style": style_col, "phone": phone_col, "mouth_open": mouth_open, "lip_width": lip_width, "smile": smile, "brow": brow,
         "lip_gap_px": gap_px, "mouth_width_px": width_px, "head_roll_deg": roll, "head_tx_px": tx,
         "head_ty_px": ty, "head_scale": scale,
     }, columns=TRUTH_COLUMNS)
     with atomic_path(truth_path) as tmp_truth:
         truth.to_csv(tmp_truth, sep="\t", index=False, float_format="%.5f")
     events = {"fps": fps, "n_frames": n_frames, "audio_rate": sr, "width": params.width, "height": params.height,
-              "claps_s": claps, "sentences": sentences}
+              "claps_s": claps, "sentences": sentences,
+              "phones": [[round(a, 5), round(b, 5), p] for a, b, p, _ in phones]}
     with atomic_path(events_path) as tmp_events:
         tmp_events.write_text(json.dumps(events, indent=1))
 

@@ -1,5 +1,7 @@
-"""Speech for the demo: festival (CMU Arctic SLT voice) reading phonetically balanced
-sentences, with phone timings, restyled in pitch, rate and loudness by ffmpeg."""
+"""Speech for the demo: festival voices reading phonetically balanced sentences (the 720
+Harvard sentences and the 1,132 CMU Arctic prompts, about 95 minutes at festival's rate), with
+phone timings, restyled in pitch, rate and loudness by ffmpeg; and the mouth those phones
+draw, coarticulated (Cohen & Massaro's dominance functions)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,13 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-FESTIVAL_VOICE = "voice_cmu_us_slt_arctic_hts"
+# Three speakers with phone timings, from Debian's festival voices (each a real recorded person,
+# not a pitch change of another): name -> (festival voice, Debian package).
+VOICES: dict[str, tuple[str, str]] = {
+    "slt": ("voice_cmu_us_slt_arctic_hts", "festvox-us-slt-hts"),  # US English, female (CMU Arctic SLT)
+    "kal": ("voice_kal_diphone", "festvox-kallpc16k"),  # US English, male (diphone)
+    "ked": ("voice_ked_diphone", "festvox-kdlpc16k"),  # US English, male (diphone), another speaker
+}
 
 # Festival's radio phone set -> (mouth opening 0..1, lip width -1 round .. +1 spread).
 # Bilabials close the lips, open vowels open them most, rounded vowels narrow them.
@@ -28,6 +36,47 @@ VISEMES: dict[str, tuple[float, float]] = {
     "t": (0.2, 0.1), "d": (0.2, 0.1), "n": (0.2, 0.1), "k": (0.25, 0.0), "g": (0.25, 0.0),
     "ng": (0.25, 0.0), "hh": (0.35, 0.0), "pau": (0.0, 0.0),
 }
+
+# Coarticulation (Cohen & Massaro 1993): each phone pulls each articulator towards its target with
+# a dominance D(t) = alpha * exp(-|t - centre| / tau), tau differing before the phone's centre
+# (anticipation) and after it (carry-over); an articulator's value is the dominance-weighted mean
+# of the targets. Phones that must reach their target dominate: bilabials and labiodentals close
+# the mouth whatever the vowels around them do, rounded vowels and /w/ round the lips. The lips
+# anticipate longer than the jaw (rounding starts 100-200 ms ahead; jaw closing about 50-100 ms).
+# A weak rest target (0, dominance REST) takes over in pauses far from any phone.
+COART_TAU_S = {"mouth_open": (0.08, 0.05), "lip_width": (0.12, 0.08)}  # (anticipation, carry-over)
+VOWELS = frozenset({"aa", "ae", "ah", "ao", "aw", "ay", "ax", "axr", "eh", "er", "ey", "ih", "iy", "ow", "oy",
+                    "uh", "uw"})
+COART_ALPHA = {  # dominance per phone (1 when not listed; vowels VOWEL_JAW_ALPHA on the jaw)
+    "mouth_open": {"p": 6.0, "b": 6.0, "m": 6.0, "f": 3.0, "v": 3.0, "pau": 0.5,
+                   # tongue consonants leave the jaw to the vowels around them
+                   **{c: 0.5 for c in ("t", "d", "n", "l", "r", "k", "g", "ng", "hh", "y", "th", "dh")}},
+    "lip_width": {"uw": 4.0, "ow": 4.0, "oy": 3.0, "w": 4.0, "uh": 2.5, "ao": 2.5, "aw": 2.0, "er": 1.5,
+                  "iy": 2.0, "ey": 1.5, "p": 0.5, "b": 0.5, "m": 0.5, "pau": 0.3},
+}
+VOWEL_JAW_ALPHA = 1.5
+COART_REST = 0.02
+COART_REACH_S = 0.8  # dominance beyond this far from a phone's centre is left out (< 1e-4 of alpha)
+
+
+def coarticulate(times: np.ndarray, starts: np.ndarray, ends: np.ndarray, phones, targets: np.ndarray,
+                 articulator: str) -> np.ndarray:
+    """One articulator's value at ``times`` (s) from phone segments [start, end) with their
+    ``targets``: the dominance-weighted mean of the targets (and the rest target 0)."""
+    tau_a, tau_c = COART_TAU_S[articulator]
+    alpha = COART_ALPHA[articulator]
+    times = np.asarray(times, np.float64)
+    num = np.zeros(len(times))
+    den = np.full(len(times), COART_REST)
+    for a, b, ph, target in zip(starts, ends, phones, targets):
+        c = 0.5 * (a + b)
+        i0, i1 = np.searchsorted(times, [c - COART_REACH_S, c + COART_REACH_S])
+        dt = times[i0:i1] - c
+        a_ph = VOWEL_JAW_ALPHA if articulator == "mouth_open" and ph in VOWELS else alpha.get(ph, 1.0)
+        d = a_ph * np.exp(-np.where(dt < 0, -dt / tau_a, dt / tau_c))
+        num[i0:i1] += d * target
+        den[i0:i1] += d
+    return num / den
 
 
 @dataclass(frozen=True)
@@ -50,15 +99,23 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def synthesize(texts: list[str], workdir: Path, processes: int = 2) -> list[tuple[np.ndarray, int, pd.DataFrame]]:
-    """Run festival over all ``texts`` (split over ``processes`` festival processes at once);
-    returns (audio, sample_rate, phones) per text. ``phones`` has columns start, end (s) and phone."""
+def synthesize(texts: list[str], voices: list[str], workdir: Path,
+               processes: int = 2) -> list[tuple[np.ndarray, int, pd.DataFrame]]:
+    """Run festival over all ``texts``, each in its voice (a key of ``VOICES``), split over
+    ``processes`` festival processes at once; returns (audio, sample_rate, phones) per text.
+    ``phones`` has columns start, end (s) and phone."""
+    unknown = sorted(set(voices) - set(VOICES))
+    if unknown:
+        raise ValueError(f"demo.voices: unknown voice(s) {', '.join(unknown)} (known: {', '.join(VOICES)})")
     workdir.mkdir(parents=True, exist_ok=True)
     groups = [list(range(len(texts)))[k::max(1, processes)] for k in range(max(1, processes))]
     procs = []
     for g, idx in enumerate(g for g in groups if g):
-        lines = [f"({FESTIVAL_VOICE})"]
+        lines, current = [], None
         for i in idx:
+            if voices[i] != current:
+                current = voices[i]
+                lines.append(f"({VOICES[current][0]})")
             lines.append(f"(set! utt (Utterance Text {_scheme_string(texts[i])}))")
             lines.append("(utt.synth utt)")
             lines.append(f'(utt.save.wave utt "{workdir}/s{i:03d}.wav" \'riff)')
@@ -71,13 +128,14 @@ def synthesize(texts: list[str], workdir: Path, processes: int = 2) -> list[tupl
                                                stderr=err), workdir / f"synth{g}.log"))
         except FileNotFoundError as exc:
             raise RuntimeError("festival is not installed: run scripts/bootstrap.sh (Debian packages "
-                               "festival and festvox-us-slt-hts)") from exc
+                               f"festival, {', '.join(v[1] for v in VOICES.values())})") from exc
     errors = [(p.wait(), log.read_text()) for p, log in procs]
     out = []
     for i in range(len(texts)):
         wav, segs = workdir / f"s{i:03d}.wav", workdir / f"s{i:03d}.segs"
         if any(rc != 0 for rc, _ in errors) or not wav.exists():
-            raise RuntimeError(f"festival failed on {texts[i]!r}: {' '.join(e for _, e in errors)[-400:]}")
+            raise RuntimeError(f"festival failed on {texts[i]!r} (voice {voices[i]}: is {VOICES[voices[i]][1]} "
+                               f"installed?): {' '.join(e for _, e in errors)[-400:]}")
         audio, sr = sf.read(wav, dtype="float32")
         rows, prev = [], 0.0
         for line in segs.read_text().splitlines():
