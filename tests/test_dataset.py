@@ -9,11 +9,10 @@ from animote.dataset import (
     Dataset,
     SplitParams,
     assign_splits,
-    gather_windows,
     offsets_and_mask,
-    windows,
     write_dataset,
 )
+from animote.objective import gather_windows, windows
 
 ROLES = {"phonetic": {"cache_key": "whisper/tiny.en", "spec": {"type": "whisper"}, "dim": 6},
          "emotion": {"cache_key": "egemaps/eGeMAPSv02-lld", "spec": {"type": "egemaps"}, "dim": 3}}

@@ -105,7 +105,7 @@ def test_ridge_recovers_a_linear_map_and_picks_little_regularisation():
     y = (x @ w + 0.5).reshape(600, 2, 3) + rng.normal(scale=0.01, size=(600, 2, 3))
     xv = rng.normal(size=(200, 4))
     yv = (xv @ w + 0.5).reshape(200, 2, 3)
-    r = fit_ridge(_seq(x, y, [[0, 600]]), _seq(xv, yv, [[0, 200]]), context=0, alphas=[0.01, 10, 1e4])
+    r = fit_ridge(_seq(x, y, [[0, 600]]), _seq(xv, yv, [[0, 200]]), contexts=[0], alphas=[0.01, 10, 1e4])
     assert r.alpha == 0.01
     np.testing.assert_allclose(r.predict(xv.astype(np.float32), np.array([[0, 200]])), yv, atol=0.01)
 
@@ -114,8 +114,37 @@ def test_ridge_on_noise_chooses_the_strongest_penalty():
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(300, 20)), rng.normal(size=(300, 2, 3))
     xv, yv = rng.normal(size=(300, 20)), rng.normal(size=(300, 2, 3))
-    r = fit_ridge(_seq(x, y, [[0, 300]]), _seq(xv, yv, [[0, 300]]), context=1, alphas=[0.01, 1, 1e5])
+    r = fit_ridge(_seq(x, y, [[0, 300]]), _seq(xv, yv, [[0, 300]]), contexts=[1], alphas=[0.01, 1, 1e5])
     assert r.alpha == 1e5 and r.weight.shape == (60, 6)
+
+
+def test_ridge_chooses_its_context_on_validation():
+    """The offsets follow the features 3 frames earlier: a context of 0 or 2 cannot see that far, 5 can."""
+    rng = np.random.default_rng(3)
+
+    def make(n):
+        x = rng.normal(size=(n, 3))
+        y = np.zeros((n, 1, 3))
+        y[3:, 0] = x[:-3]
+        return x, y
+
+    (x, y), (xv, yv) = make(800), make(300)
+    r = fit_ridge(_seq(x, y, [[0, 800]]), _seq(xv, yv, [[0, 300]]), contexts=[0, 2, 5], alphas=[0.01, 100])
+    assert r.context == 5 and r.validation_mse[(5, 0.01)] < 0.01 < r.validation_mse[(2, 0.01)]
+    assert set(r.validation_mse) == {(c, a) for c in (0, 2, 5) for a in (0.01, 100)}
+
+
+@pytest.mark.parametrize("frames", [30, 400])  # fewer frames than inputs (the dual form), and more
+def test_ridge_matches_the_direct_solution(frames):
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(frames, 40)), rng.normal(size=(frames, 2, 3))
+    r = fit_ridge(_seq(x, y, [[0, frames]]), _seq(x[:5], y[:5], [[0, 5]]), contexts=[1], alphas=[3.0])
+    xc = with_context(x.astype(np.float32), np.array([[0, frames]]), 1).astype(np.float64)
+    yf = y.reshape(frames, -1)
+    xm = xc - xc.mean(0)
+    w = np.linalg.solve(xm.T @ xm + 3.0 * np.eye(xc.shape[1]), xm.T @ (yf - yf.mean(0)))
+    np.testing.assert_allclose(r.weight, w, atol=1e-4)
+    np.testing.assert_allclose(r.bias, yf.mean(0) - xc.mean(0) @ w, atol=1e-4)
 
 
 def test_baselines_cover_every_role_set_once():

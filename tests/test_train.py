@@ -9,14 +9,8 @@ import torch
 
 from animote.dataset import ChunkData, Dataset, SplitParams, assign_splits, write_dataset
 from animote.model import AudioConditionedNetwork, ModelConfig, build_model
-from animote.train import (
-    Pool,
-    TrainConfig,
-    fit,
-    load_checkpoint,
-    masked_loss,
-    save_checkpoint,
-)
+from animote.objective import Pool, masked_loss
+from animote.train import TrainConfig, fit, load_checkpoint, save_checkpoint
 from animote.config import merge_experiment, sweep_experiments
 
 SMALL_MODEL = dict(d_model=32, heads=2, layers=1, ff_dim=64, dropout=0.0, positional_encoding=True, layer_norm=True,
@@ -24,9 +18,10 @@ SMALL_MODEL = dict(d_model=32, heads=2, layers=1, ff_dim=64, dropout=0.0, positi
 
 
 def _cfg(**kw):
-    base = dict(roles=["phonetic", "emotion"], epochs=20, batch_size=4, lr=3e-3, weight_decay=0.0, window=40,
-                stride=20, temporal_weight=0.1, grad_clip=1.0, seed=0, device="cpu", amp=False, threads=1,
-                model=dict(SMALL_MODEL))
+    base = dict(roles=["phonetic", "emotion"], epochs=20, patience=0, batch_size=4, optimizer="adam", lr=3e-3,
+                warmup_epochs=0, schedule="constant", lr_floor=0.05, weight_decay=0.0, lip_weight=0.0,
+                input_noise=0.0, window=40, stride=20, temporal_weight=0.1, grad_clip=1.0, seed=0, device="cpu",
+                amp=False, threads=1, model=dict(SMALL_MODEL))
     base.update(kw)
     return TrainConfig.from_dict(base)
 
@@ -209,3 +204,71 @@ def test_experiments_merge_over_the_defaults():
     config["sweep"]["run"] = ["b", "nope"]
     with pytest.raises(ValueError, match="'sweep.run'.*nope"):
         sweep_experiments(config)
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor():
+    from animote.train import LearningRate
+
+    cfg = _cfg(epochs=10, lr=1e-3, warmup_epochs=1, schedule="cosine", lr_floor=0.1)
+    lr = LearningRate(cfg, steps_per_epoch=20)
+    assert lr(0) == pytest.approx(1e-3 / 20) and lr(19) == pytest.approx(1e-3)  # linear over the first epoch
+    assert lr(20) == pytest.approx(1e-3) and lr(199) == pytest.approx(1e-4)  # cosine down to lr_floor x lr
+    mid = lr(20 + 90)  # half-way through the cosine: half-way between the peak and the floor
+    assert mid == pytest.approx(1e-4 + 0.5 * 9e-4, rel=0.02)
+    assert LearningRate(_cfg(schedule="constant"), 20)(150) == pytest.approx(3e-3)
+
+
+def test_training_stops_early_when_validation_stalls_and_records_the_rate(learnable):
+    ds = Dataset(learnable)
+    res = fit(ds, _cfg(epochs=40, patience=2, lr=3e-2, optimizer="adamw", weight_decay=0.01,
+                       model={**SMALL_MODEL, "norm_first": True}), progress=False)
+    last = res.history[-1]["epoch"]
+    assert last < 40 and last - res.best_epoch == 2  # stopped two epochs after the best
+    assert all(r["lr"] == pytest.approx(3e-2) for r in res.history)
+    warm = fit(ds, _cfg(epochs=3, warmup_epochs=1, schedule="cosine"), progress=False)
+    assert warm.history[0]["lr"] == pytest.approx(3e-3)  # the last step of the warm-up epoch reaches the peak
+    assert warm.history[2]["lr"] == pytest.approx(3e-3 * 0.05)
+
+
+def test_lip_weight_weighs_the_lip_vertices_in_the_loss():
+    from animote.metrics import regions
+    from animote.train import lip_weights
+
+    lips = torch.as_tensor(regions()["lips"])
+    target = torch.zeros(1, 4, 468, 3)
+    pred = torch.zeros(1, 4, 468, 3)
+    pred[:, :, lips] = 1.0  # error on the lips only
+    mask = torch.ones(1, 4, dtype=torch.bool)
+    plain, _ = masked_loss(pred, target, mask, 0.0)
+    weighted, _ = masked_loss(pred, target, mask, 0.0, vertex_weight=lip_weights(468, 3.0, "cpu"))
+    share = len(lips) / 468
+    assert float(plain) == pytest.approx(share)
+    assert float(weighted) == pytest.approx(4 * share / (1 + 3 * share))  # lips count 4x in a weighted mean
+    assert lip_weights(468, 0.0, "cpu") is None
+
+
+def test_every_experiment_is_tested_with_the_evaluation_window_not_its_own(learnable, tmp_path):
+    """Two experiments trained with windows of 20 and 40 frames: each one's test loss is the
+    objective over the evaluation's windows (30 frames), computed here independently."""
+    from animote.evaluate import load_split
+    from animote.objective import windowed_loss
+    from animote.stages.evaluate import score_checkpoint
+
+    ds = Dataset(learnable)
+    settings = {"split": "test", "overlap": 4, "max_lag": 5, "loss": {"window": 30, "temporal_weight": 0.5},
+                "bootstrap": {"window": 30, "samples": 50, "seed": 0}}
+    split = load_split(ds, "test", ["phonetic", "emotion"])
+    y = ds.normalise_targets(split.offsets)
+    losses = {}
+    for window in (20, 40):
+        cfg = _cfg(epochs=2, window=window, stride=window // 2, temporal_weight=0.0)
+        res = fit(ds, cfg, progress=False)
+        save_checkpoint(tmp_path / f"w{window}.pt", res.model, cfg, ds, {"experiment": f"w{window}"})
+        result, _, pred = score_checkpoint(ds, tmp_path / f"w{window}.pt", settings)
+        p = ds.normalise_targets(pred)
+        expected = windowed_loss(p, y, split.mask, split.bounds, 30, 0.5)["loss"]
+        own = windowed_loss(p, y, split.mask, split.bounds, window, 0.0)["loss"]
+        assert result["summary"]["loss"] == pytest.approx(expected) and expected != pytest.approx(own)
+        assert result["loss_settings"] == settings["loss"] and result["intervals"]["windows"] == 5
+        losses[window] = result["summary"]["loss"]
+    assert losses[20] != losses[40]

@@ -37,13 +37,23 @@ RENAMED = {
     ("claps", "min_onset_ratio"): "renamed claps.min_rise_db, in dB (the old ratio 4 is 12 dB)",
     ("resources", "neutral_mesh"): "the neutral mesh is made by the align_mesh job now: set resources.align_mesh",
     ("resources", "mesh_report"): "the mesh summary is made by the align_mesh job now: set resources.align_mesh",
+    ("evaluate", "ridge", "context"): "ridge's context is chosen on the validation split now, like its alpha: "
+                                      "list the candidates in evaluate.ridge.contexts (e.g. [0, 2, 5, 10])",
 }
+
+
+def _has(config: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(config, Mapping) or key not in config:
+            return False
+        config = config[key]
+    return True
 
 
 def check_renamed(config: Mapping[str, Any]) -> None:
     """Refuse keys that were renamed or removed, naming what replaced them."""
-    found = [f"  config key '{a}.{b}' is no longer read: {why}" for (a, b), why in RENAMED.items()
-             if isinstance(config.get(a), Mapping) and b in config[a]]
+    found = [f"  config key '{'.'.join(path)}' is no longer read: {why}" for path, why in RENAMED.items()
+             if _has(config, path)]
     if found:
         raise ValueError("invalid config:\n" + "\n".join(found))
 
@@ -177,8 +187,8 @@ STAGE_CODE = {
     "mesh": ("stages/mesh.py", "mesh.py"),
     "features": ("stages/features.py", "features/*.py"),
     "dataset": ("stages/dataset.py", "dataset.py"),
-    "train": ("stages/train.py", "train.py", "model.py"),
-    "evaluate": ("stages/evaluate.py", "evaluate.py", "predict.py", "metrics.py", "baselines.py", "render.py",
+    "train": ("stages/train.py", "train.py", "model.py", "objective.py"),
+    "evaluate": ("stages/evaluate.py", "evaluate.py", "objective.py", "predict.py", "metrics.py", "baselines.py", "render.py",
                  "report.py"),
 }
 

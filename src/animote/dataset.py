@@ -149,46 +149,6 @@ class Sequences:
         return len(self.mask)
 
 
-def windows(bounds: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window starts and valid lengths over concatenated chunks (the seed's pad_or_truncate).
-
-    In each chunk, windows start every ``stride`` frames; a last window is added when needed so
-    every frame is in at least one; a chunk shorter than ``window`` gives one window, padded
-    (its padding is excluded from the loss). Windows never cross a chunk's end."""
-    if window < 1 or stride < 1:
-        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
-    starts, lengths = [], []
-    for a, b in np.asarray(bounds):
-        n = int(b - a)
-        if n <= 0:
-            continue
-        local = list(range(0, max(1, n - window + 1), stride))
-        if local[-1] + window < n:
-            local.append(n - window)
-        for s in local:
-            starts.append(int(a) + s)
-            lengths.append(min(window, n - s))
-    return np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
-
-
-def gather_windows(seq_inputs, seq_targets, seq_mask, starts, lengths, window: int):
-    """Cut windows out of concatenated sequences (numpy arrays or torch tensors on any device).
-
-    Returns inputs (B, W, D), targets (B, W, 468, 3), mask (B, W): frames past a window's valid
-    length repeat the chunk's last frame and are masked out."""
-    if hasattr(starts, "device"):  # torch
-        import torch
-
-        ar = torch.arange(window, device=starts.device)
-        idx = starts[:, None] + torch.minimum(ar[None, :], lengths[:, None] - 1)  # (B, W)
-        valid = ar[None, :] < lengths[:, None]
-    else:
-        ar = np.arange(window)
-        idx = starts[:, None] + np.minimum(ar[None, :], lengths[:, None] - 1)
-        valid = ar[None, :] < lengths[:, None]
-    return seq_inputs[idx], seq_targets[idx], seq_mask[idx] & valid
-
-
 # --- the store -------------------------------------------------------------------------------
 
 

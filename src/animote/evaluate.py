@@ -4,10 +4,13 @@ same functions here, so their numbers are comparable.
 Every predictor hands over, per chunk, offsets from the neutral mesh in mesh units (T, 468, 3).
 ``score`` then reports:
 
-- ``loss``: the training loss (masked MSE + temporal L1 on normalised offsets) over
-  non-overlapping windows of ``train.window`` frames, as the validation loss was computed;
+- ``loss``: the objective of :mod:`animote.objective` (masked MSE + temporal L1 on normalised
+  offsets) over non-overlapping windows, with the evaluation's own window and temporal weight
+  (``evaluate.loss``) for every predictor, whatever each trained with;
 - the metrics of :mod:`animote.metrics` on mesh units, pooled over the split's frames (masked
-  frames excluded), per region, and per chunk.
+  frames excluded), per region, and per chunk;
+- 95 % bootstrap intervals over test windows (:mod:`animote.intervals`) of R², LVE, lip-sync r
+  and each region's R², with the samples, so two predictors' differences pair up.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from . import metrics
-from .dataset import Dataset, gather_windows, windows
+from . import intervals, metrics
+from .dataset import Dataset
+from .objective import windowed_loss
 
 
 @dataclass
@@ -72,38 +76,28 @@ def predict_split(split: Split, predict_chunk: Callable[[Mapping[str, np.ndarray
     return out
 
 
-def windowed_loss(dataset: Dataset, split: Split, pred: np.ndarray, window: int, temporal_weight: float) -> dict:
-    """The training loss and R² on normalised offsets over non-overlapping windows."""
-    import torch
-
-    from .train import Pool, masked_loss
-
-    y = np.where(split.mask[:, None, None], dataset.normalise_targets(split.offsets), 0).astype(np.float32)
-    p = dataset.normalise_targets(pred)
-    starts, lengths = windows(split.bounds, window, window)
-    pool = Pool(temporal_weight, y.shape[1] * 3)
-    for i in range(0, len(starts), 64):
-        s, ln = starts[i:i + 64], lengths[i:i + 64]
-        pw, yw, mw = gather_windows(p, y, split.mask, s, ln, window)
-        pw, yw, mw = torch.from_numpy(pw), torch.from_numpy(yw), torch.from_numpy(mw)
-        _, parts = masked_loss(pw, yw, mw, temporal_weight)
-        pool.add(parts, yw, mw)
-    return pool.metrics()
-
-
-def score(dataset: Dataset, split: Split, pred: np.ndarray, window: int, temporal_weight: float,
-          max_lag: int = 10) -> dict:
-    """Every number of one predictor on one split: {"summary", "regions", "chunks"}."""
-    loss = windowed_loss(dataset, split, pred, window, temporal_weight)
+def score(dataset: Dataset, split: Split, pred: np.ndarray, loss: Mapping, max_lag: int = 10,
+          bootstrap: Mapping | None = None) -> dict:
+    """Every number of one predictor on one split: {"summary", "regions", "chunks", "intervals"}.
+    ``loss``: the objective's ``window`` and ``temporal_weight``; ``bootstrap``: ``window``,
+    ``samples`` and ``seed`` of the intervals (none without it)."""
+    test_loss = windowed_loss(dataset.normalise_targets(pred), dataset.normalise_targets(split.offsets), split.mask,
+                              split.bounds, loss["window"], loss["temporal_weight"])
     summary = dict(metrics.summary(split.offsets, pred, split.neutral, split.mask, max_lag))
-    summary.update({"loss": loss.get("loss", float("nan")), "frames": int(split.mask.sum())})
+    summary.update({"loss": test_loss.get("loss", float("nan")), "frames": int(split.mask.sum())})
     chunks = {}
     for i, (rec, ch) in enumerate(split.names):
         s = split.chunk(i)
         chunks[f"{rec}/{ch}"] = dict(metrics.summary(split.offsets[s], pred[s], split.neutral[s], split.mask[s],
                                                      max_lag))
-    return {"summary": summary, "regions": metrics.per_region(split.offsets, pred, split.mask, split.neutral),
-            "chunks": chunks}
+    out = {"summary": summary, "regions": metrics.per_region(split.offsets, pred, split.mask, split.neutral),
+           "chunks": chunks, "loss_settings": dict(loss)}
+    if bootstrap:
+        b = intervals.bootstrap(split.offsets, pred, split.neutral, split.mask, split.bounds, summary["lip_sync_lag"],
+                                bootstrap["window"], bootstrap["samples"], bootstrap["seed"])
+        out["intervals"] = {"ci": b["ci"], "regions": b["regions"], "windows": b["windows"], "window": b["window"],
+                            "samples": {k: np.round(v, 6).tolist() for k, v in b["samples"].items()}}
+    return out
 
 
 def per_vertex_error(split: Split, pred: np.ndarray) -> np.ndarray:

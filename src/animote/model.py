@@ -7,7 +7,7 @@ mesh, 468 x 3, in the dataset's normalised units. Data flow, with shapes::
     features (B, T, D_in)
       -> input projection                      (B, T, d_model)
       -> + positional encoding                 (switch: positional_encoding)
-      -> transformer encoder, N heads          (switch: heads; causal attention or not)
+      -> transformer encoder, N heads          (switch: heads; causal attention or not; pre- or post-norm)
       -> layer norm                            (switch: layer_norm)
       -> fusion MLP: 3 x (linear + ReLU)       (B, T, d_model)
       -> decoder: linear -> 2-layer LSTM       (switch: bidirectional) -> linear
@@ -47,6 +47,7 @@ class ModelConfig:
     lstm_hidden: int = 128  # the decoder's 2-layer LSTM
     lstm_layers: int = 2  # the seed's decoder has two
     bidirectional: bool = False  # the seed's future work: a decoder that also sees the future
+    norm_first: bool = False  # pre-norm encoder layers (stabler at higher learning rates); the seed's: post-norm
     n_vertices: int = N_VERTICES
 
     @classmethod
@@ -89,7 +90,7 @@ class AudioConditionedNetwork(nn.Module):
         self.input_proj = nn.Linear(c.input_dim, c.d_model)
         self.pos = PositionalEncoding(c.d_model) if c.positional_encoding else nn.Identity()
         layer = nn.TransformerEncoderLayer(c.d_model, c.heads, c.ff_dim, c.dropout, batch_first=True,
-                                           norm_first=False)
+                                           norm_first=c.norm_first)
         self.encoder = nn.TransformerEncoder(layer, c.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(c.d_model) if c.layer_norm else nn.Identity()
         self.fusion = nn.Sequential(

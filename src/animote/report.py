@@ -21,8 +21,25 @@ HEADERS = {
 SCALE = {"lve": 1e3, "fdd": 1e6}
 
 
-def _test_cells(test: Mapping[str, float]) -> dict[str, float]:
-    return {HEADERS[k]: test.get(k, np.nan) * SCALE.get(k, 1) for k in TEST_COLUMNS}
+CI_COLUMNS = ("r2", "lve", "lip_sync_corr")  # the figures that rank models carry their interval
+CI = "95 % CI"
+
+
+def ci_text(ci, scale: float = 1.0, digits: int = 3) -> str:
+    """An interval as a table cell, "0.781–0.839" ("" when there is none)."""
+    if not ci or not all(np.isfinite(ci)):
+        return ""
+    return f"{ci[0] * scale:.{digits}f}–{ci[1] * scale:.{digits}f}"
+
+
+def _test_cells(test: Mapping[str, float], ci: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
+    """The test columns, each ranking figure followed by its 95 % bootstrap interval."""
+    out: dict[str, Any] = {}
+    for k in TEST_COLUMNS:
+        out[HEADERS[k]] = test.get(k, np.nan) * SCALE.get(k, 1)
+        if k in CI_COLUMNS:
+            out[f"{HEADERS[k]} {CI}"] = ci_text((ci or {}).get(k), SCALE.get(k, 1), 2 if k == "lve" else 3)
+    return out
 
 
 def config_changes(cfg: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,18 +58,18 @@ def sweep_table(experiments: Mapping[str, dict], baselines: Mapping[str, dict]) 
     """One row per experiment (the seed's Fig 4.3 columns: learning rate, batch size, epochs,
     heads, train / validation / test loss, R²; then the honest metrics), then one per baseline.
 
-    ``experiments``: name -> {"config", "train" (best-epoch row), "test" (summary)};
-    ``baselines``: label -> {"test" (summary)}."""
+    ``experiments``: name -> {"config", "train" (best-epoch row), "test" (summary), optionally "ci"
+    (metric -> [lo, hi])}; ``baselines``: label -> {"test" (summary), optionally "ci"}."""
     rows = []
     for name, e in experiments.items():
         c, t = e["config"], e["train"]
         rows.append({"model": name, "lr": c["lr"], "batch size": c["batch_size"], "epochs": c["epochs"],
                      "heads": c["model"]["heads"], "features": "+".join(c["roles"]),
                      "train loss": t.get("train_loss"), "validation loss": t.get("val_loss"),
-                     **_test_cells(e["test"])})
+                     **_test_cells(e["test"], e.get("ci"))})
     for label, b in baselines.items():
         rows.append({"model": label, "features": "+".join(b.get("roles", [])) if "ridge" in label else "",
-                     **_test_cells(b["test"])})
+                     **_test_cells(b["test"], b.get("ci"))})
     return pd.DataFrame(rows)
 
 
@@ -64,21 +81,17 @@ def ablation_table(experiments: Mapping[str, dict], defaults: Mapping[str, Any],
     changes = {n: config_changes(e["config"], defaults) for n, e in experiments.items()}
     ref = next((n for n, c in changes.items() if not c), None)
     rows = []
-    for name, e in experiments.items():
+    def row(name, change, e):
+        cells = _test_cells(e["test"], e.get("ci"))
         r2 = e["test"].get("r2")
-        rows.append({"experiment": name, "change from the defaults": _fmt_change(changes[name]),
-                     "test loss": e["test"].get("loss"), "test R² (offsets)": r2,
-                     "ΔR² vs defaults": (r2 - experiments[ref]["test"]["r2"]) if ref else np.nan,
-                     HEADERS["lve"]: e["test"].get("lve", np.nan) * SCALE["lve"],
-                     "lip-sync r": e["test"].get("lip_sync_corr")})
-    for label, b in (baselines or {}).items():
-        if "ridge" in label:
-            r2 = b["test"].get("r2")
-            rows.append({"experiment": label, "change from the defaults": "no network: linear in the features",
-                         "test loss": b["test"].get("loss"), "test R² (offsets)": r2,
-                         "ΔR² vs defaults": (r2 - experiments[ref]["test"]["r2"]) if ref else np.nan,
-                         HEADERS["lve"]: b["test"].get("lve", np.nan) * SCALE["lve"],
-                         "lip-sync r": b["test"].get("lip_sync_corr")})
+        return {"experiment": name, "change from the defaults": change, "test loss": e["test"].get("loss"),
+                HEADERS["r2"]: r2, f"{HEADERS['r2']} {CI}": cells[f"{HEADERS['r2']} {CI}"],
+                "ΔR² vs defaults": (r2 - experiments[ref]["test"]["r2"]) if ref else np.nan,
+                **{c: cells[c] for k in ("lve", "lip_sync_corr") for c in (HEADERS[k], f"{HEADERS[k]} {CI}")}}
+
+    rows = [row(name, _fmt_change(changes[name]), e) for name, e in experiments.items()]
+    rows += [row(label, "no network: linear in the features", b) for label, b in (baselines or {}).items()
+             if "ridge" in label]
     return pd.DataFrame(rows)
 
 
@@ -87,17 +100,23 @@ def features_table(experiments: Mapping[str, dict], baselines: Mapping[str, dict
     """R² (offsets) per face region for the experiments that differ from the defaults only in
     their feature roles (and the defaults themselves), with the ridge baselines on the same role
     sets. Returns the table and a sentence answering: where do emotion features help?"""
-    cols: dict[str, dict[str, float]] = {}
+    cols: dict[str, dict[str, Any]] = {}
     by_roles: dict[str, dict[str, float]] = {}
+    experiments_ci: dict[str, dict] = {}
     for name, e in experiments.items():
         ch = config_changes(e["config"], defaults)
         if set(ch) <= {"roles"}:
             roles = "+".join(e["config"]["roles"])
             cols[f"network: {roles}"] = {r: v["r2"] for r, v in e["regions"].items()}
             by_roles[roles] = cols[f"network: {roles}"]
+            if "region_ci" in e:
+                experiments_ci[roles] = e["region_ci"]
+                cols[f"network: {roles} {CI}"] = {r: ci_text(ci) for r, ci in e["region_ci"].items()}
     for label, b in baselines.items():
         if "ridge" in label:
             cols[f"ridge: {'+'.join(b['roles'])}"] = {r: v["r2"] for r, v in b["regions"].items()}
+            if "region_ci" in b:
+                cols[f"ridge: {'+'.join(b['roles'])} {CI}"] = {r: ci_text(ci) for r, ci in b["region_ci"].items()}
     table = pd.DataFrame(cols)
     table.index.name = "region"
     both = next((k for k in by_roles if "phonetic" in k and "emotion" in k), None)
@@ -108,9 +127,16 @@ def features_table(experiments: Mapping[str, dict], baselines: Mapping[str, dict
     diff = {r: by_roles[both][r] - by_roles["phonetic"][r] for r in by_roles[both]}
     helped = [f"{r} ({d:+.3f})" for r, d in diff.items() if r != "all" and d > 0.01]
     hurt = [f"{r} ({d:+.3f})" for r, d in diff.items() if r != "all" and d < -0.01]
+    ci = {k: experiments_ci.get(k, {}).get("all") for k in (both, "phonetic")}
+    noise = ""
+    if all(ci.values()):
+        from .intervals import overlap
+
+        noise = (" The two 95 % intervals over the whole face overlap: that difference is inside the noise."
+                 if overlap(ci[both], ci["phonetic"]) else " The two 95 % intervals over the whole face do not overlap.")
     answer = (f"Adding emotion features to phonetic ones changes test R² (offsets) by {diff.get('all', np.nan):+.3f} "
-              f"over the whole face. " + (f"It helps in: {', '.join(helped)}. " if helped else
-                                          "It helps in no region by more than 0.01. ")
+              f"over the whole face.{noise} " + (f"It helps in: {', '.join(helped)}. " if helped else
+                                                 "It helps in no region by more than 0.01. ")
               + (f"It hurts in: {', '.join(hurt)}." if hurt else ""))
     return table.reset_index(), answer.strip()
 

@@ -22,7 +22,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from .dataset import Dataset, Sequences, gather_windows, windows
+from .dataset import Dataset, Sequences
+from .objective import Pool, gather_windows, masked_loss, windows
 from .model import AudioConditionedNetwork, ModelConfig, build_model, count_parameters
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,17 @@ class TrainConfig:
     No defaults here: config/config.yaml holds them, with the reasons."""
 
     roles: tuple[str, ...]  # feature roles the model reads, concatenated in this order
-    epochs: int
+    epochs: int  # the most epochs
+    patience: int  # stop after this many epochs without a lower validation loss (0: never early)
     batch_size: int  # windows per step
-    lr: float
+    optimizer: str  # adam | adamw
+    lr: float  # the peak learning rate
+    warmup_epochs: float  # linear warm-up over this many epochs' steps
+    schedule: str  # constant | cosine | plateau
+    lr_floor: float  # cosine ends at lr_floor x lr
     weight_decay: float
+    lip_weight: float  # extra squared-error weight of the lip vertices
+    input_noise: float  # std of Gaussian noise on the normalised features while training
     window: int  # frames per training window (the seed's pad_or_truncate length)
     stride: int  # frames between training window starts
     temporal_weight: float  # lambda of the temporal coherence L1 (0 ablates it)
@@ -90,62 +98,6 @@ def resolve_device(want: str) -> str:
     if want == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but torch sees no CUDA device here; use 'auto' or 'cpu'")
     return want
-
-
-# --- loss ------------------------------------------------------------------------------------
-
-
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, temporal_weight: float,
-                reduce: bool = True):
-    """pred, target (B, T, V, 3); mask (B, T) bool.
-
-    Returns (loss, parts) where parts holds the sums a caller needs to pool over batches:
-    squared error and its frame count, temporal L1 and its pair count. With ``reduce`` the loss
-    is the batch mean; masked frames contribute nothing to either term."""
-    m = mask.to(pred.dtype)  # (B, T)
-    per_frame = ((pred - target) ** 2).mean(dim=(2, 3))  # (B, T)
-    sq = (per_frame * m).sum()
-    n = m.sum()
-    pairs = m[:, 1:] * m[:, :-1]  # (B, T-1): both frames have a face
-    dp = pred[:, 1:] - pred[:, :-1]  # (B, T-1, V, 3)
-    dt = target[:, 1:] - target[:, :-1]
-    tl = ((dp - dt).abs().mean(dim=(2, 3)) * pairs).sum()
-    n_pairs = pairs.sum()
-    mse = sq / n.clamp(min=1)
-    temporal = tl / n_pairs.clamp(min=1)
-    loss = mse + temporal_weight * temporal
-    return loss, {"sq": sq.detach(), "n": n.detach(), "tl": tl.detach(), "pairs": n_pairs.detach()}
-
-
-class Pool:
-    """Pools loss parts and R² sums over batches (float64): loss = mse + lambda * temporal, and
-    R² = 1 - SSE / SST on the offsets, SST around the mean offset of the frames seen."""
-
-    def __init__(self, temporal_weight: float, n_coords: int):
-        self.w = temporal_weight
-        self.sq = self.n = self.tl = self.pairs = 0.0
-        self.sum_y = torch.zeros(n_coords, dtype=torch.float64)
-        self.sum_y2 = torch.zeros(n_coords, dtype=torch.float64)
-
-    def add(self, parts: Mapping[str, torch.Tensor], target: torch.Tensor, mask: torch.Tensor) -> None:
-        for k in ("sq", "n", "tl", "pairs"):
-            setattr(self, k, getattr(self, k) + float(parts[k]))
-        y = target[mask].reshape(int(mask.sum()), len(self.sum_y)).double().cpu()  # (frames, V*3)
-        self.sum_y += y.sum(0)
-        self.sum_y2 += (y * y).sum(0)
-
-    def metrics(self) -> dict[str, float]:
-        if self.n == 0:
-            return {}
-        n_coords = len(self.sum_y)
-        mse = self.sq / self.n
-        sst = float((self.sum_y2 - self.sum_y ** 2 / self.n).sum())  # around the mean, summed over coords
-        sse = self.sq * n_coords  # sq is per-frame mean over coords, summed over frames
-        out = {"mse": mse, "loss": mse + self.w * (self.tl / max(self.pairs, 1)),
-               "temporal": self.tl / max(self.pairs, 1)}
-        if sst > 0:
-            out["r2"] = 1.0 - sse / sst
-        return {k: v for k, v in out.items() if math.isfinite(v)}
 
 
 # --- the loop --------------------------------------------------------------------------------
@@ -218,7 +170,8 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
         raise ValueError("no training frame has a face")
     model_cfg = ModelConfig.from_dict(cfg.model, input_dim=dataset.input_dim(cfg.roles))
     model = build_model(model_cfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
+    opt = opt_class(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp_dtype = None
     if device == "cuda" and cfg.amp:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -227,11 +180,16 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
     starts, lengths = windows(train_seq.bounds, cfg.window, cfg.stride)
     starts_t, lengths_t = torch.from_numpy(starts).to(device), torch.from_numpy(lengths).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = math.ceil(len(starts) / cfg.batch_size)
+    schedule = LearningRate(cfg, steps_per_epoch)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2) \
+        if cfg.schedule == "plateau" else None
+    vertex_weight = lip_weights(model_cfg.n_vertices, cfg.lip_weight, device)
     baseline = mean_offset_baseline(val_seq, cfg.window, cfg.temporal_weight) if val_seq.frames else {}
     log.info("training on %s%s: %d windows of %d frames (%d frames) from %d chunks; validation %d frames; "
              "%d parameters", device, f" with {amp_dtype}" if amp_dtype else "", len(starts), cfg.window,
              train_seq.frames, len(train_seq.names), val_seq.frames, count_parameters(model))
-    history, best, best_state = [], None, None
+    history, best, best_state, step, scale = [], None, None, 0, 1.0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -243,9 +201,14 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
         for i in bar:
             idx = order[i:i + cfg.batch_size].to(device)
             x, y, m = gather_windows(*data, starts_t[idx], lengths_t[idx], cfg.window)
+            if cfg.input_noise > 0:
+                x = x + cfg.input_noise * torch.randn(x.shape, generator=gen).to(device)
+            for group in opt.param_groups:
+                group["lr"] = schedule(step) * scale
+            step += 1
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
                 pred = model(x)
-            loss, parts = masked_loss(pred.float(), y, m, cfg.temporal_weight)
+            loss, parts = masked_loss(pred.float(), y, m, cfg.temporal_weight, vertex_weight=vertex_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -259,7 +222,7 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in pool.metrics().items()},
-               "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9)}
+               "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9), "lr": opt.param_groups[0]["lr"]}
         if val_seq.frames:
             row.update({f"val_{k}": v for k, v in
                         evaluate(model, val_seq, cfg.window, cfg.temporal_weight, device, amp_dtype).items()})
@@ -270,12 +233,49 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
         if best is None or row[key] < best[key]:
             best, best_state = row, copy.deepcopy(model.state_dict())
         log.info("epoch %d/%d: %s", epoch, cfg.epochs,
-                 ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch"))
+                 ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
         if on_epoch:
             on_epoch(row)
+        if plateau is not None:  # halves the rate (through ``scale``) when validation loss stalls
+            plateau.step(row[key])
+            scale = opt.param_groups[0]["lr"] / max(schedule(step - 1), 1e-30)
+        if cfg.patience and epoch - int(best["epoch"]) >= cfg.patience:
+            log.info("stopping early: no lower %s for %d epochs (best epoch %d)", key, cfg.patience, best["epoch"])
+            break
     model.load_state_dict(best_state)
     return Result(history, int(best["epoch"]), best, model.cpu().eval(), baseline, device,
                   str(amp_dtype).removeprefix("torch.") if amp_dtype else None)
+
+
+class LearningRate:
+    """The learning rate at each optimiser step: a linear warm-up from 0 over ``warmup_epochs``
+    epochs of steps, then constant, or a cosine from ``lr`` down to ``lr_floor`` x ``lr`` at the
+    last step of ``epochs`` (plateau: constant here, halved by the loop when validation stalls)."""
+
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
+        self.lr, self.floor, self.kind = cfg.lr, cfg.lr_floor, cfg.schedule
+        self.warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+        self.total = max(cfg.epochs * steps_per_epoch, self.warmup + 1)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if self.kind != "cosine":
+            return self.lr
+        progress = min(1.0, (step - self.warmup) / max(self.total - self.warmup - 1, 1))
+        return self.lr * (self.floor + (1 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def lip_weights(n_vertices: int, lip_weight: float, device: str) -> torch.Tensor | None:
+    """Per-vertex weights of the squared error: 1, and 1 + ``lip_weight`` on the lips (None
+    when all are 1)."""
+    if lip_weight <= 0:
+        return None
+    from .metrics import regions
+
+    w = torch.ones(n_vertices)
+    w[torch.as_tensor(regions()["lips"])] += lip_weight
+    return w.to(device)
 
 
 def _bar(steps, desc: str, enabled: bool):

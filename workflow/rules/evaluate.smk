@@ -12,7 +12,6 @@ rule evaluate_baseline:
         code=code_version("evaluate"),  # the stage's library code
         kind=lambda wc: BASELINES[wc.baseline]["kind"],
         roles=lambda wc: BASELINES[wc.baseline]["roles"],
-        train={k: config["train"][k] for k in ("window", "temporal_weight")},  # for the test loss
         evaluate=config["evaluate"],
     resources:
         **job_resources("evaluate_baseline"),

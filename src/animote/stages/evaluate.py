@@ -68,18 +68,8 @@ def evaluate_experiment(dataset_store: str | Path, model_path: str | Path, run_j
 
         torch.set_num_threads(threads)
     dataset = Dataset(dataset_store)
-    predictor = Predictor.load(model_path, overlap=settings["overlap"])
-    ckpt = predictor.checkpoint
-    if ckpt["dataset_hash"] != dataset.hash:
-        raise ValueError(f"{model_path} was trained on dataset {ckpt['dataset_hash']}, but {dataset_store} is "
-                         f"{dataset.hash}: retrain it (snakemake reruns training when the dataset changes)")
-    split = load_split(dataset, settings["split"], predictor.roles)
-    pred = predict_split(split, predictor.predict)
-    train_cfg = ckpt["train_config"]
-    result = score(dataset, split, pred, train_cfg["window"], train_cfg["temporal_weight"], settings["max_lag"])
-    result.update({"experiment": name, "split": settings["split"], "roles": predictor.roles,
-                   "run_id": ckpt.get("run_id"), "best_epoch": ckpt.get("best_epoch"),
-                   "train_metrics": ckpt.get("metrics", {})})
+    result, split, pred = score_checkpoint(dataset, model_path, settings)
+    result["experiment"] = name
     _write_scores(result, out["metrics"], out["regions"])
     s = result["summary"]
     log.info("experiment '%s' on %d %s frames: %s", name, s["frames"], settings["split"],
@@ -103,10 +93,28 @@ def evaluate_experiment(dataset_store: str | Path, model_path: str | Path, run_j
     tracking.log_to_run(info["tracking_uri"], info["run_id"],
                         {f"{settings['split']}_{k}": v for k, v in s.items()}
                         | {f"{settings['split']}_{k}_{region}": row[k] for region, row in result["regions"].items()
-                           for k in ("r2", "mse")},
+                           for k in ("r2", "mse")}
+                        | {f"{settings['split']}_{k}_ci_{end}": v for k, ci in result["intervals"]["ci"].items()
+                           for end, v in zip(("lo", "hi"), ci)},
                         [out["metrics"], out["regions"], out["mesh"], out["error_map"], out["lip_gap"], out["video"]],
                         artifact_path="evaluation", tags={"animote.evaluated_split": settings["split"]})
     return result
+
+
+def score_checkpoint(dataset: Dataset, model_path: str | Path, settings: Mapping[str, Any]) -> tuple[dict, Split, np.ndarray]:
+    """A checkpoint's predictions of the evaluation split, scored with the evaluation's own
+    objective (``settings["loss"]``), never the window or weights the model trained with."""
+    predictor = Predictor.load(model_path, overlap=settings["overlap"])
+    ckpt = predictor.checkpoint
+    if ckpt["dataset_hash"] != dataset.hash:
+        raise ValueError(f"{model_path} was trained on dataset {ckpt['dataset_hash']}, but {dataset.path} is "
+                         f"{dataset.hash}: retrain it (snakemake reruns training when the dataset changes)")
+    split = load_split(dataset, settings["split"], predictor.roles)
+    pred = predict_split(split, predictor.predict)
+    result = score(dataset, split, pred, settings["loss"], settings["max_lag"], settings["bootstrap"])
+    result.update({"split": settings["split"], "roles": predictor.roles, "run_id": ckpt.get("run_id"),
+                   "best_epoch": ckpt.get("best_epoch"), "train_metrics": ckpt.get("metrics", {})})
+    return result, split, pred
 
 
 def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Mapping[str, str],
@@ -134,8 +142,8 @@ def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Ma
     return n / fps
 
 
-def evaluate_baseline(dataset_store: str | Path, baseline: str, roles: Sequence[str], train: Mapping[str, Any],
-                      settings: Mapping[str, Any], out_json: str | Path, out_regions: str | Path) -> dict:
+def evaluate_baseline(dataset_store: str | Path, baseline: str, roles: Sequence[str], settings: Mapping[str, Any],
+                      out_json: str | Path, out_regions: str | Path) -> dict:
     """``mean_offset``, or ``ridge`` on ``roles``: fitted on the training split (ridge's alpha on
     validation), scored on the evaluation split by the same code as the network."""
     dataset = Dataset(dataset_store)
@@ -146,20 +154,61 @@ def evaluate_baseline(dataset_store: str | Path, baseline: str, roles: Sequence[
     elif baseline == "ridge":
         r = settings["ridge"]
         ridge = fit_ridge(dataset.sequences("train", roles), dataset.sequences("validation", roles),
-                          r["context"], r["alphas"])
-        info.update(alpha=ridge.alpha, context=ridge.context, validation_mse=ridge.validation_mse)
+                          r["contexts"], r["alphas"])
+        info.update(alpha=ridge.alpha, context=ridge.context,
+                    validation_mse={f"{c}/{a:g}": m for (c, a), m in ridge.validation_mse.items()})
         pred = dataset.denormalise_targets(ridge.predict(dataset.normalise_inputs(split.features, roles),
                                                          split.bounds))
-        log.info("ridge on %s: alpha %g chosen on validation (MSE per alpha: %s)", "+".join(roles), ridge.alpha,
-                 ", ".join(f"{a:g}: {m:.4f}" for a, m in ridge.validation_mse.items()))
+        log.info("ridge on %s: context %d, alpha %g chosen on validation (MSE per context/alpha: %s)", "+".join(roles),
+                 ridge.context, ridge.alpha, ", ".join(f"{k}: {m:.4f}" for k, m in info["validation_mse"].items()))
     else:
         raise ValueError(f"unknown baseline {baseline!r} (mean_offset or ridge)")
-    result = score(dataset, split, pred, train["window"], train["temporal_weight"], settings["max_lag"])
+    result = score(dataset, split, pred, settings["loss"], settings["max_lag"], settings["bootstrap"])
     result.update(info)
     _write_scores(result, out_json, out_regions)
     log.info("baseline %s (%s): %s", baseline, "+".join(roles),
              ", ".join(f"{k} {v:.4g}" for k, v in result["summary"].items()))
+    log.info("95 %% intervals over %d test windows: %s", result["intervals"]["windows"],
+             ", ".join(f"{k} [{a:.4g}, {b:.4g}]" for k, (a, b) in result["intervals"]["ci"].items()))
     return result
+
+
+def _r2_ci(e: Mapping) -> str:
+    from ..report import ci_text
+
+    text = ci_text(e.get("ci", {}).get("r2"))
+    return f"{e['test']['r2']:.3f}" + (f" (95 % CI {text})" if text else "")
+
+
+def verdict_sentences(experiments: Mapping[str, dict], ridge: Mapping[str, dict]) -> list[str]:
+    """Which network scores best on the test split and whether the best ridge beats the networks,
+    each figure with its interval; a difference inside the noise is called that (the paired
+    interval of the difference, over the same test windows, includes 0)."""
+    from ..intervals import difference, overlap
+
+    best_net = max(experiments, key=lambda n: experiments[n]["test"]["r2"])
+    out = [f"Best network on the test split: {best_net}, R² (offsets) {_r2_ci(experiments[best_net])}."]
+    if not ridge:
+        return out
+    best_ridge = max(ridge, key=lambda k: ridge[k]["test"]["r2"])
+    r = ridge[best_ridge]
+    beaten = [n for n, e in experiments.items() if e["test"]["r2"] < r["test"]["r2"]]
+    out.append(f"The best ridge baseline, {best_ridge.removeprefix('baseline: ')}, reaches {_r2_ci(r)}: " +
+               ("it beats every network of the sweep." if len(beaten) == len(experiments) else
+                f"it beats {len(beaten)} of the {len(experiments)} networks ({', '.join(beaten)})."
+                if beaten else "every network beats it."))
+    net = experiments[best_net]
+    a, b = net.get("samples", {}).get("r2"), r.get("samples", {}).get("r2")
+    delta = net["test"]["r2"] - r["test"]["r2"]
+    if a and b and len(a) == len(b):
+        lo, hi = difference(a, b)
+        where = "inside the noise (the interval includes 0)" if lo <= 0 <= hi else "outside the noise"
+        out.append(f"{best_net} minus the best ridge: ΔR² {delta:+.3f}, paired 95 % interval over the same test "
+                   f"windows {lo:+.3f} to {hi:+.3f}: {where}.")
+    elif net.get("ci", {}).get("r2") and r.get("ci", {}).get("r2"):
+        if overlap(net["ci"]["r2"], r["ci"]["r2"]):
+            out.append(f"Their intervals overlap: the difference ({delta:+.3f}) is inside the noise.")
+    return out
 
 
 R2_NOTE = ("R² (offsets) measures the motion from the neutral mesh: 0 is predicting the test frames' mean "
@@ -177,28 +226,22 @@ def sweep_report(sweep: str, names: Sequence[str], configs: Mapping[str, Mapping
     parent run. ``baselines``: label -> metrics json."""
     from ..report import ablation_table, features_table, html_page, markdown_table, sweep_table
 
+    def with_intervals(ev: dict) -> dict:
+        iv = ev.get("intervals", {})
+        return {"test": ev["summary"], "regions": ev["regions"], "ci": iv.get("ci", {}),
+                "region_ci": iv.get("regions", {}), "samples": iv.get("samples", {})}
+
     experiments = {}
     for name, eval_json in zip(names, evaluations):
         ev = json.loads(Path(eval_json).read_text())
-        experiments[name] = {"config": configs[name], "train": ev["train_metrics"], "test": ev["summary"],
-                             "regions": ev["regions"]}
-    base = {label: {**(b := json.loads(Path(path).read_text())), "test": b["summary"]}
+        experiments[name] = {"config": configs[name], "train": ev["train_metrics"], **with_intervals(ev)}
+    base = {label: {**(b := json.loads(Path(path).read_text())), **with_intervals(b)}
             for label, path in baselines.items()}
     sweep_df = sweep_table(experiments, base)
     ablation_df = ablation_table(experiments, defaults, base)
     features_df, answer = features_table(experiments, base, defaults)
 
-    best_net = max(experiments, key=lambda n: experiments[n]["test"]["r2"])
-    ridge = {k: v for k, v in base.items() if "ridge" in k}
-    verdict = [f"Best network on the test split: {best_net}, R² (offsets) {experiments[best_net]['test']['r2']:.3f}."]
-    if ridge:
-        best_ridge = max(ridge, key=lambda k: ridge[k]["test"]["r2"])
-        r_r2 = ridge[best_ridge]["test"]["r2"]
-        beaten = [n for n, e in experiments.items() if e["test"]["r2"] < r_r2]
-        verdict.append(f"The best ridge baseline, {best_ridge.removeprefix('baseline: ')}, reaches {r_r2:.3f}: " +
-                       ("it beats every network of the sweep." if len(beaten) == len(experiments) else
-                        f"it beats {len(beaten)} of the {len(experiments)} networks ({', '.join(beaten)})."
-                        if beaten else "every network beats it."))
+    verdict = verdict_sentences(experiments, {k: v for k, v in base.items() if "ridge" in k})
     if "baseline: mean offset" in base:
         mean_abs = base["baseline: mean offset"]["test"]["r2_absolute"]
         verdict.append(f"The mean-offset baseline's R² on absolute positions is {mean_abs:.6f} and on offsets "

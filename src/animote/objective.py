@@ -1,0 +1,132 @@
+"""The objective, one definition for training and evaluation: the windows a split is cut into,
+the masked loss on them, and the accumulator that pools it over batches.
+
+Loss = masked MSE on the normalised offsets (optionally weighted per vertex, e.g. the lips) +
+``temporal_weight`` x L1 on the difference of frame-to-frame changes (the seed's temporal
+coherence term, weight 0.1). Frames without a face (mask False) and window padding are excluded
+from both terms. Training uses its experiment's settings; the test loss of every model (networks
+and baselines alike) uses the evaluation's own window and weight (``evaluate.loss``), so one
+objective ranks them all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import numpy as np
+import torch
+
+
+def windows(bounds: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window starts and valid lengths over concatenated chunks (the seed's pad_or_truncate).
+
+    In each chunk, windows start every ``stride`` frames; a last window is added when needed so
+    every frame is in at least one; a chunk shorter than ``window`` gives one window, padded
+    (its padding is excluded from the loss). Windows never cross a chunk's end."""
+    if window < 1 or stride < 1:
+        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
+    starts, lengths = [], []
+    for a, b in np.asarray(bounds):
+        n = int(b - a)
+        if n <= 0:
+            continue
+        local = list(range(0, max(1, n - window + 1), stride))
+        if local[-1] + window < n:
+            local.append(n - window)
+        for s in local:
+            starts.append(int(a) + s)
+            lengths.append(min(window, n - s))
+    return np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
+
+
+def gather_windows(seq_inputs, seq_targets, seq_mask, starts, lengths, window: int):
+    """Cut windows out of concatenated sequences (numpy arrays or torch tensors on any device).
+
+    Returns inputs (B, W, D), targets (B, W, 468, 3), mask (B, W): frames past a window's valid
+    length repeat the chunk's last frame and are masked out."""
+    if hasattr(starts, "device"):  # torch
+        import torch
+
+        ar = torch.arange(window, device=starts.device)
+        idx = starts[:, None] + torch.minimum(ar[None, :], lengths[:, None] - 1)  # (B, W)
+        valid = ar[None, :] < lengths[:, None]
+    else:
+        ar = np.arange(window)
+        idx = starts[:, None] + np.minimum(ar[None, :], lengths[:, None] - 1)
+        valid = ar[None, :] < lengths[:, None]
+    return seq_inputs[idx], seq_targets[idx], seq_mask[idx] & valid
+
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, temporal_weight: float,
+                reduce: bool = True, vertex_weight: torch.Tensor | None = None):
+    """pred, target (B, T, V, 3); mask (B, T) bool.
+
+    Returns (loss, parts) where parts holds the sums a caller needs to pool over batches:
+    squared error and its frame count, temporal L1 and its pair count. With ``reduce`` the loss
+    is the batch mean; masked frames contribute nothing to either term."""
+    m = mask.to(pred.dtype)  # (B, T)
+    se = ((pred - target) ** 2).mean(dim=3)  # (B, T, V)
+    if vertex_weight is None:
+        per_frame = se.mean(dim=2)  # (B, T)
+    else:  # a weighted mean over vertices: the loss keeps its scale
+        per_frame = (se * vertex_weight).sum(dim=2) / vertex_weight.sum()
+    sq = (per_frame * m).sum()
+    n = m.sum()
+    pairs = m[:, 1:] * m[:, :-1]  # (B, T-1): both frames have a face
+    dp = pred[:, 1:] - pred[:, :-1]  # (B, T-1, V, 3)
+    dt = target[:, 1:] - target[:, :-1]
+    tl = ((dp - dt).abs().mean(dim=(2, 3)) * pairs).sum()
+    n_pairs = pairs.sum()
+    mse = sq / n.clamp(min=1)
+    temporal = tl / n_pairs.clamp(min=1)
+    loss = mse + temporal_weight * temporal
+    return loss, {"sq": sq.detach(), "n": n.detach(), "tl": tl.detach(), "pairs": n_pairs.detach()}
+
+
+class Pool:
+    """Pools loss parts and R² sums over batches (float64): loss = mse + lambda * temporal, and
+    R² = 1 - SSE / SST on the offsets, SST around the mean offset of the frames seen."""
+
+    def __init__(self, temporal_weight: float, n_coords: int):
+        self.w = temporal_weight
+        self.sq = self.n = self.tl = self.pairs = 0.0
+        self.sum_y = torch.zeros(n_coords, dtype=torch.float64)
+        self.sum_y2 = torch.zeros(n_coords, dtype=torch.float64)
+
+    def add(self, parts: Mapping[str, torch.Tensor], target: torch.Tensor, mask: torch.Tensor) -> None:
+        for k in ("sq", "n", "tl", "pairs"):
+            setattr(self, k, getattr(self, k) + float(parts[k]))
+        y = target[mask].reshape(int(mask.sum()), len(self.sum_y)).double().cpu()  # (frames, V*3)
+        self.sum_y += y.sum(0)
+        self.sum_y2 += (y * y).sum(0)
+
+    def metrics(self) -> dict[str, float]:
+        if self.n == 0:
+            return {}
+        n_coords = len(self.sum_y)
+        mse = self.sq / self.n
+        sst = float((self.sum_y2 - self.sum_y ** 2 / self.n).sum())  # around the mean, summed over coords
+        sse = self.sq * n_coords  # sq is per-frame mean over coords, summed over frames
+        out = {"mse": mse, "loss": mse + self.w * (self.tl / max(self.pairs, 1)),
+               "temporal": self.tl / max(self.pairs, 1)}
+        if sst > 0:
+            out["r2"] = 1.0 - sse / sst
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def windowed_loss(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, bounds: np.ndarray, window: int,
+                  temporal_weight: float) -> dict[str, float]:
+    """The loss and R² of normalised predictions over non-overlapping windows of ``window``
+    frames (never across a chunk's end); ``pred``, ``target`` (N, V, 3), ``mask`` (N,)."""
+    y = np.where(mask[:, None, None], target, 0).astype(np.float32)
+    p = np.asarray(pred, np.float32)
+    starts, lengths = windows(bounds, window, window)
+    pool = Pool(temporal_weight, y.shape[1] * 3)
+    for i in range(0, len(starts), 64):
+        pw, yw, mw = gather_windows(p, y, mask, starts[i:i + 64], lengths[i:i + 64], window)
+        pw, yw, mw = torch.from_numpy(pw), torch.from_numpy(yw), torch.from_numpy(mw)
+        _, parts = masked_loss(pw, yw, mw, temporal_weight)
+        pool.add(parts, yw, mw)
+    return pool.metrics()
