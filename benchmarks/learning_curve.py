@@ -36,6 +36,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 TEST_RECORDINGS = ("heldout_text", "heldout_voice")
 TEST_MINUTES = 5.0
+LADDER = (2.5, 5.0, 10.0, 20.0, 40.0)
 
 
 def takes_plan(minutes: list[float], voices: list[str], test_voice: str, config: dict) -> list[dict]:
@@ -46,13 +47,16 @@ def takes_plan(minutes: list[float], voices: list[str], test_voice: str, config:
 
     n_table = len(sentences())
     plan, offset, steps = [], 0, []
+    # the test recordings read the sentences at the end of the table, the takes those from its start
+    tests = [("heldout_text", TEST_MINUTES, voices), ("heldout_voice", TEST_MINUTES, [test_voice])]
     for i, m in enumerate(minutes):  # take i brings the training speech from minutes[i - 1] to m
-        steps.append((f"take{i + 1:02d}", m - (minutes[i - 1] if i else 0.0), voices))
-    steps += [("heldout_text", TEST_MINUTES, voices), ("heldout_voice", TEST_MINUTES, [test_voice])]
-    for name, mins, vs in steps:
+        steps.append(("take", m - (minutes[i - 1] if i else 0.0), voices))
+    for name, mins, vs in tests + steps:
         demo = {**config["demo"], "duration_s": mins * 60, "voices": list(vs), "sentence_offset": offset,
                 "seed": config["demo"]["seed"] + len(plan)}
         rows, _, _ = DemoParams.from_config({"demo": demo}).plan(n_table)
+        if name == "take":  # named by what it holds, so a cached take is never another's
+            name = f"take_{offset:04d}_{mins:g}min_{'-'.join(vs)}"
         plan.append({"name": name, "minutes": mins, "demo": demo})
         offset = rows.stop
     if offset > n_table:
@@ -79,8 +83,9 @@ def make_takes(work: Path, plan: list[dict]) -> None:
 def prepare(work: Path, plan: list[dict], n_takes: int, cores: int) -> Path:
     """The dataset of the first ``n_takes`` takes and the test recordings (the workflow's own
     preprocessing and dataset stage); returns its copy under ``work/datasets``."""
-    names = [p["name"] for p in plan[:n_takes]] + list(TEST_RECORDINGS)
-    out = work / "datasets" / f"{n_takes:02d}.zarr"
+    takes = [p["name"] for p in plan if p["name"] not in TEST_RECORDINGS][:n_takes]
+    names = takes + list(TEST_RECORDINGS)
+    out = work / "datasets" / f"{takes[-1]}.zarr"
     if out.exists():
         return out
     (work / "config").mkdir(parents=True, exist_ok=True)
@@ -99,36 +104,195 @@ def prepare(work: Path, plan: list[dict], n_takes: int, cores: int) -> Path:
     return out
 
 
+def subset(split, recording: str):
+    """The chunks of one recording of a split, as a split of their own."""
+    from animote.evaluate import Split
+
+    keep = [i for i, (rec, _) in enumerate(split.names) if rec == recording]
+    idx = np.concatenate([np.arange(*split.bounds[i]) for i in keep])
+    lengths = [int(split.bounds[i][1] - split.bounds[i][0]) for i in keep]
+    bounds = np.stack([np.cumsum([0] + lengths[:-1]), np.cumsum(lengths)], 1)
+    return Split([split.names[i] for i in keep], {r: f[idx] for r, f in split.features.items()}, split.offsets[idx],
+                 split.neutral[idx], split.mask[idx], bounds)
+
+
+def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
+    """Train each experiment and fit the baselines on one size's dataset; score all of them on
+    each held-out test recording (intervals from the same test windows for every model)."""
+    import tempfile
+
+    from animote.baselines import fit_ridge
+    from animote.config import merge_experiment
+    from animote.dataset import Dataset
+    from animote.evaluate import load_split, predict_split, score
+    from animote.predict import Predictor
+    from animote.train import TrainConfig, fit, save_checkpoint
+
+    ds = Dataset(path)
+    ev = config["evaluate"]
+    frames = {split: sum(c["frames"] for c in ds.attrs["chunks"] if c["split"] == split) for split in
+              ("train", "validation")}
+    train_frames, val_frames = frames["train"], frames["validation"]
+    base = {"minutes": minutes, "train_min": train_frames / ds.fps / 60, "validation_min": val_frames / ds.fps / 60}
+    preds: dict[str, tuple[list[str], callable]] = {}
+    info: dict[str, dict] = {}
+    roles_all = list(config["train"]["roles"])
+    for name in args.experiments:
+        cfg = merge_experiment(config["train"], config["sweep"]["experiments"][name] or {})
+        cfg.update(device=args.device, threads=args.cores)
+        if args.epochs:
+            cfg["epochs"] = args.epochs
+        t0 = time.perf_counter()
+        res = fit(ds, TrainConfig.from_dict(cfg), progress=False)
+        seconds = time.perf_counter() - t0
+        ckpt = Path(tempfile.mkdtemp()) / "model.pt"
+        save_checkpoint(ckpt, res.model, TrainConfig.from_dict(cfg), ds, {"experiment": name})
+        predictor = Predictor.load(ckpt, overlap=ev["overlap"])
+        preds[name] = (list(cfg["roles"]), predictor.predict)
+        info[name] = {"seconds": seconds, "best_epoch": res.best_epoch, "epochs_run": len(res.history),
+                      "val_loss": res.best.get("val_loss"), "val_r2": res.best.get("val_r2")}
+        print(f"  {minutes:g} min: {name} trained in {seconds:.0f} s, best epoch {res.best_epoch} of "
+              f"{len(res.history)}, validation R² {res.best.get('val_r2', float('nan')):.3f}", flush=True)
+    t0 = time.perf_counter()
+    ridge = fit_ridge(ds.sequences("train", roles_all), ds.sequences("validation", roles_all),
+                      ev["ridge"]["contexts"], ev["ridge"]["alphas"])
+    info["ridge"] = {"seconds": time.perf_counter() - t0, "context": ridge.context, "alpha": ridge.alpha,
+                     "val_mse": ridge.validation_mse[(ridge.context, ridge.alpha)]}
+    print(f"  {minutes:g} min: ridge context {ridge.context}, alpha {ridge.alpha:g} chosen on validation "
+          f"({info['ridge']['seconds']:.0f} s)", flush=True)
+    preds["ridge"] = (roles_all, lambda f: ds.denormalise_targets(ridge.predict(ds.normalise_inputs(f, roles_all),
+                                                                                np.array([[0, len(next(iter(f.values())))]]))))
+    preds["mean"] = (roles_all, lambda f: np.broadcast_to(ds.norm["offset_mean"], (len(next(iter(f.values()))), 468, 3)))
+    # the validation split, scored with the evaluation's objective: what a recipe is chosen by
+    val = {}
+    for name, (roles, predict) in preds.items():
+        vsplit = load_split(ds, "validation", roles)
+        v = score(ds, vsplit, predict_split(vsplit, predict).astype(np.float32), ev["loss"], ev["max_lag"])["summary"]
+        val[name] = {"val_loss": v["loss"], "val_r2": v["r2"], "val_lve_permil": 1e3 * v["lve"]}
+    full = load_split(ds, "test", roles_all)
+    rows = []
+    for test in TEST_RECORDINGS:
+        split = subset(full, test)
+        scored = {}
+        for name, (roles, predict) in preds.items():
+            sub = split if roles == roles_all else subset(load_split(ds, "test", roles), test)
+            pred = predict_split(sub, predict).astype(np.float32)
+            scored[name] = score(ds, sub, pred, ev["loss"], ev["max_lag"],
+                                 {**ev["bootstrap"], "samples": args.boot})
+        from animote.intervals import difference
+
+        r_samples = np.asarray(scored["ridge"]["intervals"]["samples"]["r2"])
+        l_samples = np.asarray(scored["ridge"]["intervals"]["samples"]["lve"])
+        for name, res in scored.items():
+            s, ci = res["summary"], res["intervals"]["ci"]
+            samp = res["intervals"]["samples"]
+            row = {**base, "test": test, "model": name, "windows": res["intervals"]["windows"],
+                   "r2": s["r2"], "r2_lo": ci["r2"][0], "r2_hi": ci["r2"][1],
+                   "lve_permil": 1e3 * s["lve"], "lve_lo": 1e3 * ci["lve"][0], "lve_hi": 1e3 * ci["lve"][1],
+                   "lip_r": s["lip_sync_corr"], "lip_r_lo": ci["lip_sync_corr"][0], "lip_r_hi": ci["lip_sync_corr"][1],
+                   "lag": s["lip_sync_lag"], "loss": s["loss"], **val[name],
+                   **{k: v for k, v in info.get(name, {}).items() if k not in ("val_loss", "val_r2")}}
+            if name not in ("ridge", "mean"):
+                d = difference(samp["r2"], r_samples)
+                ratio = np.asarray(samp["lve"]) / l_samples
+                row.update(dr2_vs_ridge=s["r2"] - scored["ridge"]["summary"]["r2"], dr2_lo=d[0], dr2_hi=d[1],
+                           lve_ratio=s["lve"] / scored["ridge"]["summary"]["lve"],
+                           lve_ratio_lo=float(np.quantile(ratio, 0.025)), lve_ratio_hi=float(np.quantile(ratio, 0.975)))
+            rows.append(row)
+    return rows
+
+
+def print_tables(table: pd.DataFrame) -> None:
+    for test, t in table.groupby("test", sort=False):
+        print(f"\ntest recording {test} (95 % bootstrap intervals over {int(t.windows.iloc[0])} windows of the test split)")
+        print("| train min | model | R² (offsets) | LVE ‰ | lip-sync r | lag | ΔR² vs ridge (paired) | LVE / ridge | "
+              "train s | best epoch |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in t.itertuples():
+            delta = (f"{r.dr2_vs_ridge:+.3f} ({r.dr2_lo:+.3f}, {r.dr2_hi:+.3f})"
+                     if isinstance(getattr(r, "dr2_vs_ridge", None), float) and np.isfinite(r.dr2_vs_ridge) else "")
+            ratio = (f"{r.lve_ratio:.2f} ({r.lve_ratio_lo:.2f}, {r.lve_ratio_hi:.2f})"
+                     if isinstance(getattr(r, "lve_ratio", None), float) and np.isfinite(r.lve_ratio) else "")
+            extra = getattr(r, "best_epoch", np.nan)
+            print(f"| {r.train_min:.1f} | {r.model} | {r.r2:.3f} ({r.r2_lo:.3f}, {r.r2_hi:.3f}) | "
+                  f"{r.lve_permil:.2f} ({r.lve_lo:.2f}, {r.lve_hi:.2f}) | {r.lip_r:.3f} ({r.lip_r_lo:.3f}, {r.lip_r_hi:.3f}) "
+                  f"| {r.lag:+.0f} | {delta} | {ratio} | {r.seconds:.0f} | "
+                  f"{'' if not np.isfinite(extra) else int(extra)} |")
+
+
+def plot(table: pd.DataFrame, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tests = list(dict.fromkeys(table.test))
+    panels = [("r2", "r2_lo", "r2_hi", "test R² (offsets)"), ("lve_permil", "lve_lo", "lve_hi", "LVE (‰ of width)"),
+              ("lip_r", "lip_r_lo", "lip_r_hi", "lip-sync r")]
+    fig, axes = plt.subplots(len(tests), 3, figsize=(13, 3.6 * len(tests)), squeeze=False)
+    for i, test in enumerate(tests):
+        t = table[table.test == test]
+        for j, (y, lo, hi, label) in enumerate(panels):
+            ax = axes[i][j]
+            for k, (model, g) in enumerate(t.groupby("model", sort=False)):
+                x = g.train_min * (1 + 0.02 * (k - 1.5))  # a little apart, so the bars do not hide each other
+                ax.errorbar(x, g[y], yerr=[g[y] - g[lo], g[hi] - g[y]], marker="o", capsize=3, label=model)
+            ax.set_xscale("log")
+            ax.set_xlabel("minutes of training speech")
+            ax.set_ylabel(label)
+            ax.set_title(f"{test}: {label}")
+            ax.grid(alpha=0.3)
+        axes[i][0].legend(fontsize=8)
+    fig.suptitle("Learning curve: network vs ridge vs mean (95 % bootstrap intervals over test windows)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, nargs="+", default=[2.5, 5, 10, 20])
+    ap.add_argument("--minutes", type=float, nargs="+", default=[2.5, 5, 10, 20],
+                    help="sizes to train at; the takes are always cut from the ladder 2.5, 5, 10, 20, 40 (and any "
+                         "larger size asked for), so every size's data holds the smaller ones'")
     ap.add_argument("--voices", nargs="+", default=["slt", "kal"])
     ap.add_argument("--test-voice", default="ked")
     ap.add_argument("--work", type=Path, default=Path("/tmp/animote-learning-curve"))
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--stage", choices=["prepare", "all"], default="all")
     ap.add_argument("--experiments", nargs="+", default=["baseline", "seed"],
-                    help="experiments of the config's default sweep to train at every size")
+                    help="experiments of the sweep to train at every size")
+    ap.add_argument("--sweep", type=Path, default=None,
+                    help="a sweep file (e.g. config/sweeps/recipe.yaml) whose experiments --experiments names")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs (the maximum)")
     ap.add_argument("--boot", type=int, default=1000)
     args = ap.parse_args()
     minutes = sorted(args.minutes)
+    ladder = sorted(set(LADDER) | {m for m in minutes if m > max(LADDER)})
+    if not set(minutes) <= set(ladder):
+        raise SystemExit(f"--minutes must be sizes of the ladder {ladder} (the takes are cut from it)")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    plan = takes_plan(minutes, args.voices, args.test_voice, config)
+    if args.sweep:
+        from animote.config import deep_merge as merge
+
+        config = merge(config, yaml.safe_load(args.sweep.read_text()))
+    plan = takes_plan(ladder[:ladder.index(max(minutes)) + 1], args.voices, args.test_voice, config)
     args.work.mkdir(parents=True, exist_ok=True)
     print("recordings: " + ", ".join(f"{p['name']} {p['minutes']:g} min" for p in plan), flush=True)
     make_takes(args.work, plan)
     datasets = {}
-    for k, m in enumerate(minutes, start=1):
-        t0 = time.perf_counter()
-        datasets[m] = prepare(args.work, plan, k, args.cores)
-        (args.work / "datasets" / f"{k:02d}.seconds").write_text(f"{time.perf_counter() - t0:.1f}")
+    for k, m in enumerate(ladder, start=1):
+        if m in minutes:
+            datasets[m] = prepare(args.work, plan, k, args.cores)
     if args.stage == "prepare":
         return
-    from curve_models import run_curve  # benchmarks/curve_models.py
-
-    run_curve(args, config, datasets)
+    rows = []
+    for m, path in datasets.items():
+        rows += score_size(args, config, m, path)
+        table = pd.DataFrame(rows)
+        table.to_csv(args.work / "learning_curve.tsv", sep="\t", index=False, float_format="%.6g")
+    print_tables(table)
+    plot(table, args.work / "learning_curve.png")
+    print(f"wrote {args.work / 'learning_curve.tsv'} and {args.work / 'learning_curve.png'}")
 
 
 if __name__ == "__main__":

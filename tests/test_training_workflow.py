@@ -15,7 +15,7 @@ from animote import tracking
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENTS = ["baseline", "phonetic_only", "emotion_only", "bidirectional"]
+EXPERIMENTS = ["baseline", "seed", "phonetic_only", "emotion_only"]
 
 
 def _log_span(path):
@@ -43,7 +43,8 @@ def test_every_experiment_is_a_child_run_with_per_epoch_metrics(demo_run, monkey
         assert run["params"]["dataset_hash"] and run["params"]["model.heads"] == "2"
         assert {"model.pt", "loss.png", "history.tsv"} <= set(run["artifacts"])
     assert children["emotion_only"]["params"]["roles"] == "emotion"
-    assert children["bidirectional"]["params"]["model.bidirectional"] == "True"
+    assert children["seed"]["params"]["model.causal"] == "True" and children["seed"]["params"]["optimizer"] == "adam"
+    assert children["baseline"]["params"]["model.bidirectional"] == "True"
     # Training jobs ran side by side with other jobs (the test runs snakemake with 2 cores, one
     # thread per job): with another training job, or with an evaluation (an experiment's or a baseline's).
     trains = [_log_span(demo_run / f"results/logs/train/default/{n}.log") for n in EXPERIMENTS]
@@ -72,8 +73,8 @@ def test_window_length_retrains_without_rebuilding_the_dataset(demo_run):
     jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "window.yaml")))
     per_sweep = {"train": len(EXPERIMENTS), "evaluate": len(EXPERIMENTS), "sweep_summary": 1, "sweep_report": 1,
                  "all": 1}
-    # the baselines' test loss uses the window too; they are the mean offset and a ridge per role set
-    assert jobs == {**per_sweep, "evaluate_baseline": 4}
+    # the test loss has a window of its own (evaluate.loss): the baselines are not refitted
+    assert jobs == per_sweep
     (demo_run / "split.yaml").write_text("dataset:\n  seed: 3\n")
     jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "split.yaml")))
     assert jobs == {"dataset": 1, **per_sweep, "evaluate_baseline": 4}
@@ -145,13 +146,23 @@ def test_sweep_report_tables_hold_every_experiment_and_the_baselines(demo_run):
     ablation = pd.read_csv(demo_run / "results/report/default/ablation.tsv", sep="\t").set_index("experiment")
     assert ablation.loc["baseline", "change from the defaults"] == "(defaults)"
     assert "baseline: ridge (phonetic+emotion)" in ablation.index  # ridge beside the networks in every table
-    assert ablation.loc["bidirectional", "change from the defaults"] == "model.bidirectional = true, model.causal = false"
+    assert ablation.loc["seed", "change from the defaults"] == (
+        "lr = 0.001, model.bidirectional = false, model.causal = true, model.norm_first = false, optimizer = adam, "
+        "patience = 0, schedule = constant, warmup_epochs = 0, weight_decay = 0.0")
+    for table in (sweep, ablation):  # every ranking figure carries its interval
+        for col in ("test R² (offsets) 95 % CI", "LVE (‰ of width) 95 % CI", "lip-sync r 95 % CI"):
+            assert table[col].str.fullmatch(r"-?\d+\.\d+–-?\d+\.\d+").all(), (col, table[col])
+    lo, hi = (float(x) for x in sweep.loc["baseline", "test R² (offsets) 95 % CI"].split("–"))
+    assert lo <= sweep.loc["baseline", "test R² (offsets)"] <= hi
     features = pd.read_csv(demo_run / "results/report/default/features.tsv", sep="\t").set_index("region")
     assert list(features.index) == ["mouth_corners", "lips", "jaw", "brows", "eyes", "rest", "all"]
     assert {"network: phonetic+emotion", "network: phonetic", "network: emotion",
             "ridge: phonetic+emotion"} <= set(features.columns)
+    assert "network: phonetic+emotion 95 % CI" in features.columns
     page = (demo_run / "results/report/default/features.html").read_text()
     assert "Adding emotion features to phonetic ones changes test R²" in page
+    sweep_page = (demo_run / "results/report/default/sweep.html").read_text()
+    assert "paired 95 % interval over the same test windows" in sweep_page
 
 
 def test_evaluation_writes_pictures_and_a_playable_video(demo_run):

@@ -107,7 +107,7 @@ def make_demo(video_path: str | Path, truth_path: str | Path, events_path: str |
     rows, styles, voices = params.plan(len(table))
     texts = [table.text[i] for i in rows]
     with tempfile.TemporaryDirectory(prefix="animote-demo-") as tmp:
-        spoken = speech.synthesize(texts, voices, Path(tmp))
+        spoken = speech.synthesize(texts, Path(tmp), voices)
 
     # 2. Lay out the audio: slate clap, sentences with pauses, claps in some gaps.
     pieces: list[tuple[float, np.ndarray]] = []

@@ -99,11 +99,12 @@ def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def synthesize(texts: list[str], voices: list[str], workdir: Path,
+def synthesize(texts: list[str], workdir: Path, voices: list[str] | None = None,
                processes: int = 2) -> list[tuple[np.ndarray, int, pd.DataFrame]]:
-    """Run festival over all ``texts``, each in its voice (a key of ``VOICES``), split over
-    ``processes`` festival processes at once; returns (audio, sample_rate, phones) per text.
-    ``phones`` has columns start, end (s) and phone."""
+    """Run festival over all ``texts``, each in its voice (a key of ``VOICES``; all ``slt`` by
+    default), split over ``processes`` festival processes at once; returns (audio, sample_rate,
+    phones) per text. ``phones`` has columns start, end (s) and phone."""
+    voices = ["slt"] * len(texts) if voices is None else list(voices)
     unknown = sorted(set(voices) - set(VOICES))
     if unknown:
         raise ValueError(f"demo.voices: unknown voice(s) {', '.join(unknown)} (known: {', '.join(VOICES)})")
