@@ -265,6 +265,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs (the maximum)")
     ap.add_argument("--boot", type=int, default=1000)
+    ap.add_argument("--name", default="learning_curve", help="the table and plot are written as NAME.tsv, NAME.png")
     args = ap.parse_args()
     minutes = sorted(args.minutes)
     ladder = sorted(set(LADDER) | {m for m in minutes if m > max(LADDER)})
@@ -289,10 +290,10 @@ def main() -> None:
     for m, path in datasets.items():
         rows += score_size(args, config, m, path)
         table = pd.DataFrame(rows)
-        table.to_csv(args.work / "learning_curve.tsv", sep="\t", index=False, float_format="%.6g")
+        table.to_csv(args.work / f"{args.name}.tsv", sep="\t", index=False, float_format="%.6g")
     print_tables(table)
-    plot(table, args.work / "learning_curve.png")
-    print(f"wrote {args.work / 'learning_curve.tsv'} and {args.work / 'learning_curve.png'}")
+    plot(table, args.work / f"{args.name}.png")
+    print(f"wrote {args.work / args.name}.tsv and .png")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def test_sweep_summary_has_a_row_per_experiment(demo_run):
 
 
 def test_editing_one_experiment_reruns_only_it(demo_run):
-    (demo_run / "lr.yaml").write_text("sweep:\n  experiments:\n    emotion_only: {lr: 0.0005}\n")
+    (demo_run / "lr.yaml").write_text("sweep:\n  experiments:\n    emotion_only: {lr: 0.0002}\n")
     proc = snakemake(demo_run, "-n", configs=("test.yaml", "lr.yaml"))
     assert scheduled(proc) == {"train": 1, "sweep_summary": 1, "evaluate": 1, "sweep_report": 1, "all": 1}
     assert "results/train/default/emotion_only/model.pt" in proc.stdout

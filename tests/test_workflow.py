@@ -30,6 +30,29 @@ def test_demo_recording_is_a_phone_like_mp4(demo_run):
     assert truth.mouth_open.std() > 0.1 and truth.head_roll_deg.std() > 0.1
 
 
+def test_demo_mouth_closes_before_a_bilabials_audio_onset(demo_run):
+    """Coarticulation: the jaw and lips start closing for /p b m/ before the sound does. At each
+    bilabial's audio onset after a vowel, the drawn mouth has already covered most of the way from
+    the vowel's opening to the closure (a symmetric smoothing of the targets stands at half-way
+    there, no anticipation at all below it)."""
+    truth, events = _truth(demo_run)
+    fps = events["fps"]
+    t = truth.time_s.to_numpy() + 0.5 / fps  # frame f shows the face at the middle of its interval
+    mouth = truth.mouth_open.to_numpy()
+    phones = events["phones"]
+    vowels = {"aa", "ae", "ah", "ao", "aw", "ay", "eh", "ey", "ih", "iy", "ow", "oy", "uh", "uw", "ax", "er"}
+    covered = []
+    for (a0, b0, prev), (a, b, ph) in zip(phones, phones[1:]):
+        if ph in ("p", "b", "m") and prev in vowels and a == b0:
+            peak = np.interp(np.linspace(a0, b0, 5), t, mouth).max()
+            closed = np.interp((a + b) / 2, t, mouth)
+            if peak - closed > 0.05:
+                covered.append((peak - np.interp(a, t, mouth)) / (peak - closed))
+    assert len(covered) >= 5
+    assert np.median(covered) > 0.6, covered
+    assert truth.phone.notna().mean() > 0.5 and set(truth.voice.dropna()) == {"slt"}
+
+
 def test_frame_accounting(demo_run):
     report = pd.read_csv(demo_run / "results/report/preprocess.tsv", sep="\t").set_index("recording")
     info = ProbeInfo.load(demo_run / "results/demo/probe.json")
@@ -295,13 +318,17 @@ def test_switching_backends_reruns_only_their_jobs_and_reuses_caches(demo_run):
     assert set(jobs) == {"audio_features", "features_report", *TRAINING, "all"}
     assert jobs["audio_features"] == 1  # one job for all the recording's chunks
     snakemake(demo_run, "results/demo/features.tsv", configs=("test.yaml", "logmel.yaml"))
-    # Log-mel energy follows the true mouth opening, best at lag 0: the features are aligned.
+    # Log-mel energy follows the opening of the phone sounding in each frame (its viseme target: the
+    # drawn mouth anticipates the sound, the sound does not), best at lag 0: the features are aligned.
+    from animote.demo.speech import VISEMES
+
     truth, _ = _truth(demo_run)
-    energy, mouth = [], []
+    sounding = truth.phone.map(lambda p: VISEMES.get(p, (0.2, 0.0))[0] if isinstance(p, str) else 0.0).to_numpy()
+    energy, opening = [], []
     for chunk, (arrays, attrs) in _feature_stores(demo_run, "logmel/mels80_hop10ms_fft400"):
         energy.append(arrays["features"].mean(axis=1))
-        mouth.append(truth.mouth_open.to_numpy()[chunk.raw_frames])
-    lag, scores = _best_lag(np.concatenate(energy), np.concatenate(mouth), max_lag=3)
+        opening.append(sounding[chunk.raw_frames])
+    lag, scores = _best_lag(np.concatenate(energy), np.concatenate(opening), max_lag=3)
     assert lag == 0 and scores[0] > max(scores[-3], scores[3]) + 0.1, scores
     # Back to the default: no feature job (the cache is reused), only the small report is rewritten;
     # the whisper cache was never touched.

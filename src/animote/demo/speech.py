@@ -54,6 +54,8 @@ COART_ALPHA = {  # dominance per phone (1 when not listed; vowels VOWEL_JAW_ALPH
     "lip_width": {"uw": 4.0, "ow": 4.0, "oy": 3.0, "w": 4.0, "uh": 2.5, "ao": 2.5, "aw": 2.0, "er": 1.5,
                   "iy": 2.0, "ey": 1.5, "p": 0.5, "b": 0.5, "m": 0.5, "pau": 0.3},
 }
+# The lips reach for a closure early: /p b m/ pull the mouth shut over a longer anticipation.
+COART_TAU_PHONE = {"mouth_open": {c: (0.14, 0.05) for c in ("p", "b", "m")}}
 VOWEL_JAW_ALPHA = 1.5
 COART_REST = 0.02
 COART_REACH_S = 0.8  # dominance beyond this far from a phone's centre is left out (< 1e-4 of alpha)
@@ -63,8 +65,8 @@ def coarticulate(times: np.ndarray, starts: np.ndarray, ends: np.ndarray, phones
                  articulator: str) -> np.ndarray:
     """One articulator's value at ``times`` (s) from phone segments [start, end) with their
     ``targets``: the dominance-weighted mean of the targets (and the rest target 0)."""
-    tau_a, tau_c = COART_TAU_S[articulator]
     alpha = COART_ALPHA[articulator]
+    taus = COART_TAU_PHONE.get(articulator, {})
     times = np.asarray(times, np.float64)
     num = np.zeros(len(times))
     den = np.full(len(times), COART_REST)
@@ -73,6 +75,7 @@ def coarticulate(times: np.ndarray, starts: np.ndarray, ends: np.ndarray, phones
         i0, i1 = np.searchsorted(times, [c - COART_REACH_S, c + COART_REACH_S])
         dt = times[i0:i1] - c
         a_ph = VOWEL_JAW_ALPHA if articulator == "mouth_open" and ph in VOWELS else alpha.get(ph, 1.0)
+        tau_a, tau_c = taus.get(ph, COART_TAU_S[articulator])
         d = a_ph * np.exp(-np.where(dt < 0, -dt / tau_a, dt / tau_c))
         num[i0:i1] += d * target
         den[i0:i1] += d
