@@ -198,6 +198,11 @@ def test_default_demo_end_to_end(default_demo):
     assert ev["r2"] >= 0.5 and mean["r2"] < 0.1, (ev, mean)
     assert abs(ev["lip_sync_lag"]) <= 1 and ev["lip_sync_corr"] > 0.7, ev
     assert ev["lve"] < 0.7 * mean["lve"]
+    # the recipe holds its own against the best closed form on 2 minutes of training speech
+    # (measured: R² 0.710 against ridge's 0.659, LVE 3.76 against 4.12 per mille)
+    ridge = json.loads((wd / "results/baselines/ridge_phonetic-emotion/metrics.json").read_text())
+    assert ev["r2"] >= ridge["summary"]["r2"] - 0.02, (ev["r2"], ridge["summary"]["r2"])
+    assert ridge["context"] in (0, 2, 5, 10)  # chosen on validation among evaluate.ridge.contexts
     sweep = pd.read_csv(wd / "results/report/default/sweep.tsv", sep="\t").set_index("model")
     assert list(sweep.index) == ["baseline", "baseline: mean offset", "baseline: ridge (phonetic+emotion)"]
     for table in ("ablation", "features"):
