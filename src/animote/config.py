@@ -182,12 +182,12 @@ def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 # rule's ``code`` parameter is their hash, so editing one reruns that stage's jobs (and what
 # depends on them), and ``snakemake --list-changes params`` names their outputs first.
 STAGE_CODE = {
-    "demo": ("demo/*.py",),
+    "demo": ("demo/*.py", "data/sentences.tsv"),
     "preprocess": ("stages/preprocess.py", "media.py", "claps.py", "chunks.py"),
     "mesh": ("stages/mesh.py", "mesh.py"),
     "features": ("stages/features.py", "features/*.py"),
     "dataset": ("stages/dataset.py", "dataset.py"),
-    "train": ("stages/train.py", "train.py", "model.py", "objective.py"),
+    "train": ("stages/train.py", "train.py", "model.py", "objective.py", "metrics.py"),
     "evaluate": ("stages/evaluate.py", "evaluate.py", "objective.py", "predict.py", "metrics.py", "baselines.py", "render.py",
                  "report.py"),
 }
