@@ -222,6 +222,7 @@ def print_tables(table: pd.DataFrame) -> None:
 
 def plot(table: pd.DataFrame, out: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -238,6 +239,9 @@ def plot(table: pd.DataFrame, out: Path) -> None:
                 x = g.train_min * (1 + 0.02 * (k - 1.5))  # a little apart, so the bars do not hide each other
                 ax.errorbar(x, g[y], yerr=[g[y] - g[lo], g[hi] - g[y]], marker="o", capsize=3, label=model)
             ax.set_xscale("log")
+            ax.set_xticks(sorted(set(t.train_min.round(1))))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("minutes of training speech")
             ax.set_ylabel(label)
             ax.set_title(f"{test}: {label}")
