@@ -22,7 +22,6 @@ are kept there, so a rerun with more sizes only adds the new takes.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
