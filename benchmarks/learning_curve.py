@@ -163,23 +163,29 @@ def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
                                                                                 np.array([[0, len(next(iter(f.values())))]]))))
     preds["mean"] = (roles_all, lambda f: np.broadcast_to(ds.norm["offset_mean"], (len(next(iter(f.values()))), 468, 3)))
     # the validation split, scored with the evaluation's objective: what a recipe is chosen by
+    loaded: dict[tuple[str, tuple[str, ...]], object] = {}
+
+    def split_of(kind: str, roles: list[str]):
+        """A split's chunks for a role set, read from the store once."""
+        if (kind, tuple(roles)) not in loaded:
+            loaded[kind, tuple(roles)] = load_split(ds, kind, roles)
+        return loaded[kind, tuple(roles)]
+
     val = {}
     for name, (roles, predict) in preds.items():
-        vsplit = load_split(ds, "validation", roles)
+        vsplit = split_of("validation", roles)
         v = score(ds, vsplit, predict_split(vsplit, predict).astype(np.float32), ev["loss"], ev["max_lag"])["summary"]
         val[name] = {"val_loss": v["loss"], "val_r2": v["r2"], "val_lve_permil": 1e3 * v["lve"]}
-    full = load_split(ds, "test", roles_all)
+    from animote.intervals import difference, interval
+
     rows = []
     for test in TEST_RECORDINGS:
-        split = subset(full, test)
         scored = {}
         for name, (roles, predict) in preds.items():
-            sub = split if roles == roles_all else subset(load_split(ds, "test", roles), test)
+            sub = subset(split_of("test", roles), test)
             pred = predict_split(sub, predict).astype(np.float32)
             scored[name] = score(ds, sub, pred, ev["loss"], ev["max_lag"],
                                  {**ev["bootstrap"], "samples": args.boot})
-        from animote.intervals import difference
-
         r_samples = np.asarray(scored["ridge"]["intervals"]["samples"]["r2"])
         l_samples = np.asarray(scored["ridge"]["intervals"]["samples"]["lve"])
         for name, res in scored.items():
@@ -193,10 +199,10 @@ def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
                    **{k: v for k, v in info.get(name, {}).items() if k not in ("val_loss", "val_r2")}}
             if name not in ("ridge", "mean"):
                 d = difference(samp["r2"], r_samples)
-                ratio = np.asarray(samp["lve"]) / l_samples
+                ratio = interval(np.asarray(samp["lve"]) / l_samples)
                 row.update(dr2_vs_ridge=s["r2"] - scored["ridge"]["summary"]["r2"], dr2_lo=d[0], dr2_hi=d[1],
                            lve_ratio=s["lve"] / scored["ridge"]["summary"]["lve"],
-                           lve_ratio_lo=float(np.quantile(ratio, 0.025)), lve_ratio_hi=float(np.quantile(ratio, 0.975)))
+                           lve_ratio_lo=ratio[0], lve_ratio_hi=ratio[1])
             rows.append(row)
     return rows
 
