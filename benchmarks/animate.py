@@ -2,11 +2,11 @@
 rendering, and peak memory, for speech of several lengths.
 
     .venv/bin/python benchmarks/animate.py                      # the demo's model, 1 and 10 minutes
-    .venv/bin/python benchmarks/animate.py --model results/train/default/baseline/model.pt --minutes 1 10 --size 512
+    .venv/bin/python benchmarks/animate.py --model results/train/default/recipe/model.pt --minutes 1 10 --size 512
 
 The speech is the demo recording's clean audio (results/demo/clean.wav, written by the default
 run) repeated to each length, as 44.1 kHz stereo FLAC, as a user might give it. Each length runs in
-a fresh process (``animote.cli.animate``, the command's own function), so the peak memory of one
+a fresh process (``animote.animate.animate``, the command's own function), so the peak memory of one
 does not hide in another's; "start-up" is the process's imports, the model and the backends'
 loading, everything before the first sample is decoded. Real-time factor: audio seconds per
 second of wall time, start-up included ("total") and not ("steady").
@@ -27,8 +27,8 @@ import soundfile as sf
 CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
-from animote import cli
-r = cli.animate(sys.argv[1], sys.argv[2], sys.argv[3], size=int(sys.argv[4]), device=sys.argv[5])
+from animote.animate import animate
+r = animate(sys.argv[1], sys.argv[2], sys.argv[3], size=int(sys.argv[4]), device=sys.argv[5]).to_dict()
 r["process_seconds"] = time.perf_counter() - t0
 print(json.dumps(r))
 """
@@ -36,7 +36,7 @@ print(json.dumps(r))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="results/train/default/baseline/model.pt")
+    ap.add_argument("--model", default="results/train/default/recipe/model.pt")
     ap.add_argument("--speech", default="results/demo/clean.wav", help="audio repeated to each length")
     ap.add_argument("--minutes", type=float, nargs="+", default=[1, 10])
     ap.add_argument("--size", type=int, default=512)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from animote import config
+from animote import claps, config
 from animote.claps import detect_claps
 from animote.demo import clapset, speech
 
@@ -131,7 +131,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
     args = ap.parse_args()
-    params = config.ClapParams.from_config(config.load(args.config, schema=REPO / "config" / "schema.yaml"))
+    params = claps.ClapParams.from_config(config.load(args.config, schema=REPO / "config" / "schema.yaml"))
     recipes = cases(args.n, args.seed)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="animote-claps-bench-") as tmp:
@@ -152,7 +152,7 @@ def main() -> None:
         audio_s += len(rec.audio) / clapset.SR
         if sn["fp"] or sn["fn"]:
             wrong.append(f"  {recipe.name} ({recipe.voice}, speech peak {recipe.gain_db:+.0f} dBFS, hot "
-                         f"{recipe.hot_db:+.0f} dB, events {[(k, round(l, 1), round(g, 2)) for k, l, g in recipe.events]}): "
+                         f"{recipe.hot_db:+.0f} dB, events {[(k, round(lv, 1), round(g, 2)) for k, lv, g in recipe.events]}): "
                          f"{sn['fp']} false, {sn['fn']} missed; found {np.round(new, 3).tolist()}, "
                          f"truth {np.round(rec.claps_s, 3).tolist()}")
     n_claps = sum(len(r.claps_s) for _, r, *_ in results)

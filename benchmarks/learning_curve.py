@@ -267,7 +267,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/animote-learning-curve"))
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--stage", choices=["prepare", "all"], default="all")
-    ap.add_argument("--experiments", nargs="+", default=["baseline", "seed"],
+    ap.add_argument("--experiments", nargs="+", default=["recipe", "paper"],
                     help="experiments of the sweep to train at every size")
     ap.add_argument("--sweep", type=Path, default=None,
                     help="a sweep file (e.g. config/sweeps/recipe.yaml) whose experiments --experiments names")
@@ -280,10 +280,11 @@ def main() -> None:
     ladder = sorted(set(LADDER) | {m for m in minutes if m > max(LADDER)})
     if not set(minutes) <= set(ladder):
         raise SystemExit(f"--minutes must be sizes of the ladder {ladder} (the takes are cut from it)")
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    if args.sweep:
-        from animote.config import deep_merge as merge
+    from animote.config import deep_merge as merge
 
+    config = merge(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+                   yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))  # the takes are demo recordings
+    if args.sweep:
         config = merge(config, yaml.safe_load(args.sweep.read_text()))
     plan = takes_plan(ladder[:ladder.index(max(minutes)) + 1], args.voices, args.test_voice, config)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,7 @@ if mode.startswith("bare"):
 else:
     t = time.perf_counter()
     mesh_chunk(wd / "results/demo/chunks", chunk.chunk, wd / "results/demo/probe.json",
-               wd / f"results/bench-{os.getpid()}.zarr", params)
+               wd / f"results/bench-{os.getpid()}.zarr", params=params)
     out["seconds"] = time.perf_counter() - t
 out["frames"] = chunk.n_frames
 out["rss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

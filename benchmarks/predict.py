@@ -2,7 +2,7 @@
 per second of ``Predictor.stream`` on a checkpoint, CPU and CUDA, and whether CUDA's result equals
 the CPU's. Needs only torch and numpy, so it also runs on a GPU machine without the rest.
 
-    .venv/bin/python benchmarks/predict.py --model results/train/default/baseline/model.pt
+    .venv/bin/python benchmarks/predict.py --model results/train/default/recipe/model.pt
     python3 benchmarks/predict.py --model model.pt --minutes 10 --devices cpu cuda
 
 The features are random (prediction time does not depend on their values), fed in 30 s blocks as

@@ -31,8 +31,8 @@ sys.path.insert(0, str(HERE))
 
 import slurm_cluster  # noqa: E402
 import workspace  # noqa: E402
-from stages import stage_table  # noqa: E402
 from helpers import SHORT_DEMO  # noqa: E402
+from stages import stage_table  # noqa: E402
 
 REPO = workspace.REPO
 

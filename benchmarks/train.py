@@ -2,12 +2,12 @@
 
     .venv/bin/python benchmarks/train.py                       # CPU, 5 minutes of data, default model
     .venv/bin/python benchmarks/train.py --minutes 60 --device cuda --amp both   # a GPU, with and without AMP
-    .venv/bin/python benchmarks/train.py --input-dim 2048      # the seed's dual wav2vec2 input width
+    .venv/bin/python benchmarks/train.py --input-dim 2048      # the paper's dual wav2vec2 input width
 
 The data are random arrays of the dataset's shapes (frames x input dim, frames x 468 x 3) in
 30 s chunks, in memory: throughput does not depend on the values. An epoch is one pass over every training
-frame (stride = window, as the seed's epochs over its chunks), so "frames/s" compares with the
-seed's anchor: 50 epochs over an hour (108,000 frames) in 10 minutes on an NVIDIA L4 = 9,000 frames/s.
+frame (stride = window, as the paper's epochs over its chunks), so "frames/s" compares with the
+paper's anchor: 50 epochs over an hour (108,000 frames) in 10 minutes on an NVIDIA L4 = 9,000 frames/s.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import yaml
 
-from animote.dataset import Sequences
 from animote.config import merge_experiment
+from animote.dataset import Sequences
 from animote.train import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,14 +77,14 @@ def run(ds: MemoryDataset, cfg: dict, device: str, amp: bool, epochs: int) -> di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5.0, help="minutes of training data (30 s chunks)")
-    ap.add_argument("--input-dim", type=int, default=409, help="feature width: 409 whisper+eGeMAPS, 2048 the seed's")
+    ap.add_argument("--input-dim", type=int, default=409, help="feature width: 409 whisper+eGeMAPS, 2048 the paper's")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--amp", default="on", choices=["on", "off", "both"], help="mixed precision on CUDA")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, help="default: the config's train.batch_size")
     ap.add_argument("--threads", type=int, help="CPU threads (default: the config's train.threads)")
     ap.add_argument("--window", type=int, help="frames per window (default: the config's train.window; "
-                                                "the seed's whole chunks: 900)")
+                                                "the paper's whole chunks: 900)")
     args = ap.parse_args()
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     cfg = merge_experiment(config["train"], {})
@@ -111,7 +111,7 @@ def main() -> None:
                 f"{r['epoch_s']:.2f} s/epoch, last train loss {r['train_loss']:.4f}, peak RSS {r['peak_rss_mb']:.0f} MB")
         if "peak_gpu_mb" in r:
             line += f", peak GPU {r['peak_gpu_mb']:.0f} MB ({r['gpu']})"
-        print(line + f"; the seed's 50 epochs over an hour would take {r['seed_anchor_minutes']:.1f} min "
+        print(line + f"; the paper's 50 epochs over an hour would take {r['seed_anchor_minutes']:.1f} min "
                      "(seed: 10 min on an L4)", flush=True)
 
 if __name__ == "__main__":

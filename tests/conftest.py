@@ -9,7 +9,6 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from helpers import SHORT_DEMO, snakemake, start_snakemake, workspace  # noqa: E402
 
-
 # The two demo runs the workflow tests read. The default demo, the longer, starts in the background
 # as soon as the tests that need them are collected, and its tests go last: meanwhile the other
 # tests run on the core they leave idle. The SLURM test's run starts in the background as soon as
@@ -19,7 +18,7 @@ RUNS = {
     "demo_run": SHORT_DEMO,  # the short demo: 45 s, small frames, 10 s chunks, a 4-experiment sweep
     # the embedded demo as a new user gets it (default config), with the sweep cut to its default
     # experiment: the short demo's tests cover the other experiments
-    "default_demo": {"sweep": {"run": ["baseline"]}},
+    "default_demo": {"sweep": {"run": ["recipe"]}},
 }
 BACKGROUND_RUNS = ("default_demo",)
 _background: dict = {}  # name -> (folder, process, output file); "slurm" -> DemoOnSlurm
@@ -111,11 +110,12 @@ def slurm_demo(demo_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def clap_params():
-    from animote import config
     from helpers import REPO
 
+    from animote import claps, config
+
     cfg = config.load(REPO / "config" / "config.yaml", schema=REPO / "config" / "schema.yaml")
-    return config.ClapParams.from_config(cfg)
+    return claps.ClapParams.from_config(cfg)
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 ETC = Path("/etc/slurm")
 PACKAGES = ("slurmctld", "slurmd", "sinfo", "sbatch", "squeue", "munged")
@@ -154,7 +154,7 @@ class DemoOnSlurm:
     The copy and the server are made at once; :meth:`start` runs the cluster in a thread (the run
     is mostly waiting on the plugin's polling, so other tests go on meanwhile)."""
 
-    TARGET = "results/evaluate/default/baseline/metrics.json"
+    TARGET = "results/evaluate/default/recipe/metrics.json"
 
     def __init__(self, demo_run: Path, tmp: Path, repo: Path):
         import threading
@@ -165,13 +165,13 @@ class DemoOnSlurm:
         shutil.copytree(demo_run, self.wd, symlinks=True)
         self.uri = start_mlflow_server(self.store, repo)
         (self.wd / "cluster.yaml").write_text(yaml.safe_dump({
-            "mlflow": {"tracking_uri": self.uri, "artifact_location": None}, "sweep": {"run": ["baseline"]}}))
+            "mlflow": {"tracking_uri": self.uri, "artifact_location": None}, "sweep": {"run": ["recipe"]}}))
         write_profile(repo, self.wd / "profile")
         self.result: dict | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "DemoOnSlurm":
+    def start(self) -> DemoOnSlurm:
         self._thread.start()
         return self
 

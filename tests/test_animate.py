@@ -15,7 +15,7 @@ from animote.export import MeshSequenceWriter, obj_faces_text, obj_text, read_me
 from animote.mesh import face_triangles, lip_gap
 
 ANIMOTE = str(Path(sys.executable).parent / "animote")
-MODEL = "results/train/default/baseline/model.pt"
+MODEL = "results/train/default/recipe/model.pt"
 
 
 # --- the mesh's triangles and the files (quick) ------------------------------------------------
@@ -121,7 +121,7 @@ def test_animate_held_out_speech_follows_the_true_lips(default_demo, tmp_path):
     assert abs(audio_s - seconds) <= 1 / fps
     d = read_mesh_sequence(out.with_suffix(".npz"))
     assert d["meshes"].shape == (n_video, 468, 3) and d["fps"] == fps
-    assert d["info"]["speech"] == "held_out.mp4" and d["info"]["experiment"] == "baseline"
+    assert d["info"]["speech"] == "held_out.mp4" and d["info"]["experiment"] == "recipe"
     n = min(len(true_meshes), n_video)
     pred_gap, true_gap = lip_gap(d["meshes"][:n]), lip_gap(true_meshes[:n])
     r_gap = np.corrcoef(pred_gap[mask[:n]], true_gap[mask[:n]])[0, 1]

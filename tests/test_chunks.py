@@ -1,12 +1,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import make_index_video, read_index
 
 from animote.chunks import iter_chunk_frames, load_chunks, plan_chunks, raw_segments, write_chunks
 from animote.claps import clean_to_raw, plan_cuts
 from animote.config import ChunkParams
 from animote.media import frame_to_sample, probe, read_wav
-from helpers import make_index_video, read_index
 
 
 @pytest.mark.parametrize("n, length, min_len, expected", [
@@ -16,7 +16,7 @@ from helpers import make_index_video, read_index
     (50, 10, 4, [(0, 50)]),
 ])
 def test_plan_chunks(n, length, min_len, expected):
-    ranges = plan_chunks(n, 30.0, ChunkParams(length, min_len, False))
+    ranges = plan_chunks(n, 30.0, length, min_len)
     assert ranges == expected
     assert sum(b - a for a, b in ranges) == n
 

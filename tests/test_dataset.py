@@ -162,12 +162,15 @@ ROLE_SPECS = {"phonetic": {"cache_key": "p/x", "spec": {"type": "whisper"}},
 
 
 def test_build_dataset_from_stage_stores(tmp_path):
-    from animote.stages.dataset import build_dataset
+    from types import SimpleNamespace as NS
+
+    from animote.stages.dataset import build_dataset, dataset
 
     paths = _stores(tmp_path)
-    attrs = build_dataset(paths["aligned"], [tmp_path / "neutral.zarr"],
-                          {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, ROLE_SPECS, CONFIG,
-                          tmp_path / "dataset.zarr")
+    # the rule's entry point, with namespaces like Snakemake's
+    attrs = dataset(input=NS(aligned=paths["aligned"], neutral=[tmp_path / "neutral.zarr"], phonetic=paths["phonetic"],
+                             emotion=paths["emotion"]),
+                    output=[tmp_path / "dataset.zarr"], params=NS(roles=ROLE_SPECS, dataset=CONFIG))
     ds = Dataset(tmp_path / "dataset.zarr")
     assert ds.hash == attrs["hash"] and len(ds.hash) == 16
     assert {r: v["dim"] for r, v in ds.roles.items()} == {"phonetic": 5, "emotion": 2}
@@ -177,8 +180,8 @@ def test_build_dataset_from_stage_stores(tmp_path):
     assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
     # Same inputs, same hash; another split seed, another hash.
     again = build_dataset(paths["aligned"], [tmp_path / "neutral.zarr"],
-                          {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, ROLE_SPECS,
-                          dict(CONFIG, seed=5), tmp_path / "other.zarr")
+                          {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, roles=ROLE_SPECS,
+                          dataset_config=dict(CONFIG, seed=5), out_store=tmp_path / "other.zarr")
     assert again["hash"] != attrs["hash"]
 
 
@@ -189,6 +192,6 @@ def test_frame_count_mismatch_names_recording_and_chunk(tmp_path):
     paths = _stores(tmp_path, feature_frames=(30, 29, 30, 30))
     with pytest.raises(RecordingError, match="recording 'take1': chunk c001: phonetic features have 29 frames"):
         build_dataset(paths["aligned"], [tmp_path / "neutral.zarr"],
-                      {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, ROLE_SPECS, CONFIG,
-                      tmp_path / "dataset.zarr")
+                      {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, roles=ROLE_SPECS,
+                      dataset_config=CONFIG, out_store=tmp_path / "dataset.zarr")
     assert not (tmp_path / "dataset.zarr").exists()

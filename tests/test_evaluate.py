@@ -163,19 +163,19 @@ def test_report_tables_name_the_changes_and_answer_where_emotion_helps():
     defaults = {"lr": 0.001, "batch_size": 16, "epochs": 20, "roles": ["phonetic", "emotion"],
                 "model": {"heads": 2, "causal": True}}
     reg = lambda lips, brows: {"lips": {"r2": lips}, "brows": {"r2": brows}, "all": {"r2": (lips + brows) / 2}}  # noqa
-    exps = {"baseline": _exp(["phonetic", "emotion"], 0.7, reg(0.8, 0.6)),
+    exps = {"recipe": _exp(["phonetic", "emotion"], 0.7, reg(0.8, 0.6)),
             "phonetic_only": _exp(["phonetic"], 0.6, reg(0.8, 0.4)),
             "noncausal": _exp(["phonetic", "emotion"], 0.75, reg(0.8, 0.7), causal=False)}
     base = {"baseline: ridge (phonetic)": {"roles": ["phonetic"], "test": {"r2": 0.65}, "regions": reg(0.7, 0.6)},
             "baseline: mean offset": {"roles": ["phonetic"], "test": {"r2": 0.0}, "regions": reg(0, 0)}}
     sweep = sweep_table(exps, base)
-    assert list(sweep["model"]) == ["baseline", "phonetic_only", "noncausal", "baseline: ridge (phonetic)",
+    assert list(sweep["model"]) == ["recipe", "phonetic_only", "noncausal", "baseline: ridge (phonetic)",
                                     "baseline: mean offset"]
     assert sweep.loc[3, "test R² (offsets)"] == 0.65 and np.isnan(sweep.loc[3, "lr"])
     abl = ablation_table(exps, defaults, base).set_index("experiment")
     assert abl.loc["baseline: ridge (phonetic)", "ΔR² vs defaults"] == pytest.approx(-0.05)
     assert abl.loc["noncausal", "change from the defaults"] == "model.causal = false"
-    assert abl.loc["baseline", "change from the defaults"] == "(defaults)"
+    assert abl.loc["recipe", "change from the defaults"] == "(defaults)"
     assert abl.loc["noncausal", "ΔR² vs defaults"] == pytest.approx(0.05)
     table, answer = features_table(exps, base, defaults)
     assert list(table.columns) == ["region", "network: phonetic+emotion", "network: phonetic", "ridge: phonetic"]

@@ -30,12 +30,14 @@ def _copy(run: Path, dst: Path, metadata: bool = True) -> Path:
 
 
 def test_library_code_edit_is_listed_and_reruns_only_its_stage(demo_run, tmp_path):
-    """The stage's library modules are hashed into its jobs' params: after an edit to the mesh code,
-    ``snakemake --summary`` marks exactly the mesh stage's outputs "params changed", and a run
-    remakes them and what depends on them. (``--list-changes params`` in Snakemake 9.27 lists every
+    """The stage's library modules are hashed into its jobs' params: after an edit to the mesh
+    stage's code, ``snakemake --summary`` marks exactly the mesh stage's outputs "params changed",
+    and a run remakes them and what depends on them. (The edit is to the stage's own module:
+    ``mesh.py`` is also imported by training and evaluation, which draw with its triangles.)
+    (``--list-changes params`` in Snakemake 9.27 lists every
     output that has params recorded, changed or not.)"""
     shutil.copytree(REPO / "src/animote", tmp_path / "src/animote", ignore=shutil.ignore_patterns("__pycache__"))
-    mesh_py = tmp_path / "src/animote/mesh.py"
+    mesh_py = tmp_path / "src/animote/stages/mesh.py"
     mesh_py.write_text(mesh_py.read_text() + "\n# an edit\n")
     env = {"PYTHONPATH": str(tmp_path / "src")}  # the workflow imports the edited copy
     assert "params changed" not in snakemake(demo_run, "--summary").stdout
@@ -101,10 +103,10 @@ def _moved_results_then_kills(wd: Path, original: Path, old_path: Path) -> None:
     snakemake(wd, "--unlock")  # Snakemake's lock outlives a SIGKILL; the README says to unlock
 
     # the training stage: one experiment, killed once its training loop has started
-    exp = "results/train/default/baseline"
+    exp = "results/train/default/recipe"
     for name in ("model.pt", "run.json", "history.tsv", "loss.png"):
         (wd / f"{exp}/{name}").unlink()
-    log = wd / "results/logs/train/default/baseline.log"
+    log = wd / "results/logs/train/default/recipe.log"
     log.unlink()
     proc = _start(wd, f"{exp}/model.pt")
     _kill_when(proc, lambda: log.exists() and "training on" in log.read_text(errors="replace"), "training")

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
+from helpers import ffmpeg, make_index_video, read_index
 
 from animote import RecordingError
 from animote.config import VideoParams
 from animote.media import extract_audio, iter_frames, probe
 from animote.stages.preprocess import prepare_recording
 from animote.util import atomic_path
-from helpers import ffmpeg, make_index_video, read_index
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,8 @@ def test_variable_frame_rate_is_normalised(tmp_path):
            "-c:v", "libx264", "-c:a", "aac", str(src))
     assert probe(src, "vfr").variable_frame_rate
     params = VideoParams(fps=30, normalise_crf=18, vfr_tolerance=0.02)
-    info = prepare_recording(src, "vfr", tmp_path / "p.json", tmp_path / "v.mp4", tmp_path / "a.wav", params, 16000)
+    info = prepare_recording(src, "vfr", probe_json=tmp_path / "p.json", video_out=tmp_path / "v.mp4",
+                             audio_out=tmp_path / "a.wav", video=params, sample_rate=16000)
     assert not info.variable_frame_rate
     assert info.fps == 30
     assert info.n_frames == pytest.approx(90, abs=1)

@@ -12,7 +12,16 @@ from skimage import data as skdata
 
 from animote import RecordingError
 from animote.chunks import load_chunks
-from animote.mesh import STABLE, NeutralParams, TrackParams, apply, neutral_from_frames, remove_pose, track_frames, umeyama
+from animote.mesh import (
+    STABLE,
+    NeutralParams,
+    TrackParams,
+    apply,
+    neutral_from_frames,
+    remove_pose,
+    track_frames,
+    umeyama,
+)
 from animote.stages.mesh import mesh_chunk, neutral_mesh
 from animote.store import read_store
 
@@ -97,11 +106,12 @@ def test_frames_without_a_face_are_kept_and_marked():
 
 
 def test_chunk_without_a_face_completes_then_is_refused(tmp_path, caplog, clap_params):
+    from helpers import ffmpeg
+
     from animote.chunks import write_chunks
     from animote.claps import plan_cuts
     from animote.config import ChunkParams
     from animote.media import probe
-    from helpers import ffmpeg
 
     video = tmp_path / "noface.mp4"
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=320x240:rate=30:duration=2", "-f", "lavfi", "-i",
@@ -112,13 +122,14 @@ def test_chunk_without_a_face_completes_then_is_refused(tmp_path, caplog, clap_p
     write_chunks(tmp_path / "chunks", "noface", str(video), info, audio, 16000, kept, ChunkParams(30, 10, False))
     (tmp_path / "probe.json").write_text(info.to_json())
     with caplog.at_level(logging.WARNING):
-        mesh_chunk(tmp_path / "chunks", "c000", tmp_path / "probe.json", tmp_path / "m.zarr", PARAMS)
+        mesh_chunk(tmp_path / "chunks", "c000", tmp_path / "probe.json", tmp_path / "m.zarr", params=PARAMS)
     assert "recording 'noface' chunk c000: no face" in caplog.text
     arrays, attrs = read_store(tmp_path / "m.zarr")
     assert arrays["landmarks"].shape == (info.n_frames, 468, 3) == (attrs["n_frames"], 468, 3)
     assert not arrays["face_found"].any() and np.isnan(arrays["landmarks"]).all()
     with pytest.raises(RecordingError, match=r"recording 'noface': no face in 100.0% of its 60 frames"):
-        neutral_mesh("noface", [tmp_path / "m.zarr"], tmp_path / "chunks", None, tmp_path / "n.zarr", NEUTRAL)
+        neutral_mesh("noface", [tmp_path / "m.zarr"], tmp_path / "chunks", neutral_image=None,
+                     out_store=tmp_path / "n.zarr", params=NEUTRAL)
     assert not (tmp_path / "n.zarr").exists()
 
 
@@ -127,14 +138,14 @@ def test_neutral_from_a_reference_image(demo_run, tmp_path):
     cv2.imwrite(str(still), cv2.cvtColor(_face(1.0), cv2.COLOR_RGB2BGR))
     chunks = demo_run / "results/demo/chunks"
     stores = [demo_run / f"results/demo/mesh/{c.chunk}.zarr" for c in load_chunks(chunks)]
-    source = neutral_mesh("demo", stores, chunks, str(still), tmp_path / "n.zarr", NEUTRAL)
+    source = neutral_mesh("demo", stores, chunks, neutral_image=str(still), out_store=tmp_path / "n.zarr", params=NEUTRAL)
     assert "reference image neutral.png" in source
     neutral = read_store(tmp_path / "n.zarr")[0]["neutral"]
     assert neutral.shape == (468, 3) and np.isfinite(neutral).all()
     bad = tmp_path / "wall.png"
     cv2.imwrite(str(bad), np.full((200, 200, 3), 90, np.uint8))
     with pytest.raises(RecordingError, match="no face in the neutral image"):
-        neutral_mesh("demo", stores, chunks, str(bad), tmp_path / "n2.zarr", NEUTRAL)
+        neutral_mesh("demo", stores, chunks, neutral_image=str(bad), out_store=tmp_path / "n2.zarr", params=NEUTRAL)
 
 
 def test_a_recording_job_tracks_in_workers_resumes_and_names_a_failing_chunk(demo_run, tmp_path, caplog):
@@ -154,7 +165,7 @@ def test_a_recording_job_tracks_in_workers_resumes_and_names_a_failing_chunk(dem
     assert [a["chunk"] for a in done] == ids
     assert sorted(p.name for p in (tmp_path / "mesh").iterdir()) == [f"{c}.zarr" for c in ids]
     assert not (tmp_path / "mesh.partial").exists()
-    mesh_chunk(chunks, ids[1], probe, tmp_path / "alone.zarr", PARAMS)  # in this process, on its own
+    mesh_chunk(chunks, ids[1], probe, tmp_path / "alone.zarr", params=PARAMS)  # in this process, on its own
     alone, _ = read_store(tmp_path / "alone.zarr")
     together, _ = read_store(tmp_path / f"mesh/{ids[1]}.zarr")
     np.testing.assert_allclose(together["landmarks"], alone["landmarks"], atol=1e-5)

@@ -37,7 +37,7 @@ def test_absolute_r2_flatters_a_face_that_does_not_move():
     true = 0.01 * rng.normal(size=(50, 468, 3))  # small motion
     still = np.zeros_like(true)  # a prediction that never moves
     assert metrics.r2(true, still) < 0.01  # on offsets: no better than nothing
-    assert metrics.r2_absolute(true, still, neutral) > 0.99  # the seed's R²: looks excellent
+    assert metrics.r2_absolute(true, still, neutral) > 0.99  # the paper's R²: looks excellent
 
 
 def test_lve_is_the_largest_lip_distance_averaged_over_frames():

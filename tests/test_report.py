@@ -77,13 +77,13 @@ def test_report_in_a_browser_shows_the_sweep_table_and_plays_the_video(served_re
                     ".map(r => Array.from(r.cells).map(c => c.textContent))")
         header = b.js(f"Array.from({FRAME}.querySelectorAll('#sweep-table th')).map(c => c.textContent)")
         b.screenshot(shots / "sweep.png")
-        assert [r[0] for r in rows] == ["baseline", "baseline: mean offset", "baseline: ridge (phonetic+emotion)"]
+        assert [r[0] for r in rows] == ["recipe", "baseline: mean offset", "baseline: ridge (phonetic+emotion)"]
         r2 = float(rows[0][header.index("test R² (offsets)")])
         assert r2 >= 0.5
 
         _click_text(b, "Results")
         _click_text(b, "Experiments")
-        _click_text(b, "baseline")
+        _click_text(b, "recipe")
         _open_result(b, "video")
         b.wait_for(f"{FRAME} && {FRAME}.querySelector('video')")
         b.wait_for(f"{FRAME}.querySelector('video').readyState >= 1", timeout=30)  # metadata loaded

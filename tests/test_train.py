@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from animote.config import merge_experiment, sweep_experiments
 from animote.dataset import ChunkData, Dataset, SplitParams, assign_splits, write_dataset
 from animote.model import AudioConditionedNetwork, ModelConfig, build_model
-from animote.objective import Pool, masked_loss
+from animote.objective import LossSums, masked_loss
 from animote.train import TrainConfig, fit, load_checkpoint, save_checkpoint
-from animote.config import merge_experiment, sweep_experiments
 
 SMALL_MODEL = dict(d_model=32, heads=2, layers=1, ff_dim=64, dropout=0.0, positional_encoding=True, layer_norm=True,
                    causal=True, fusion_dim=32, lstm_hidden=32, lstm_layers=2, bidirectional=False)
@@ -125,7 +125,7 @@ def test_pooled_r2_matches_numpy():
     pred = y + 0.5 * torch.from_numpy(rng.normal(size=(2, 5, 468, 3)).astype(np.float32))
     mask = torch.ones(2, 5, dtype=torch.bool)
     mask[0, 0] = False
-    pool = Pool(0.0, 468 * 3)
+    pool = LossSums(0.0, 468 * 3)
     _, parts = masked_loss(pred, y, mask, 0.0)
     pool.add(parts, y, mask)
     yt, pt = y[mask].reshape(9, -1).numpy(), pred[mask].reshape(9, -1).numpy()

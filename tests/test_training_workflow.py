@@ -15,7 +15,7 @@ from animote import tracking
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENTS = ["baseline", "seed", "phonetic_only", "emotion_only"]
+EXPERIMENTS = ["recipe", "paper", "phonetic_only", "emotion_only"]
 
 
 def _log_span(path):
@@ -43,8 +43,8 @@ def test_every_experiment_is_a_child_run_with_per_epoch_metrics(demo_run, monkey
         assert run["params"]["dataset_hash"] and run["params"]["model.heads"] == "2"
         assert {"model.pt", "loss.png", "history.tsv"} <= set(run["artifacts"])
     assert children["emotion_only"]["params"]["roles"] == "emotion"
-    assert children["seed"]["params"]["model.causal"] == "True" and children["seed"]["params"]["optimizer"] == "adam"
-    assert children["baseline"]["params"]["model.bidirectional"] == "True"
+    assert children["paper"]["params"]["model.causal"] == "True" and children["paper"]["params"]["optimizer"] == "adam"
+    assert children["recipe"]["params"]["model.bidirectional"] == "True"
     # Training jobs ran side by side with other jobs (the test runs snakemake with 2 cores, one
     # thread per job): with another training job, or with an evaluation (an experiment's or a baseline's).
     trains = [_log_span(demo_run / f"results/logs/train/default/{n}.log") for n in EXPERIMENTS]
@@ -65,7 +65,7 @@ def test_editing_one_experiment_reruns_only_it(demo_run):
     proc = snakemake(demo_run, "-n", configs=("test.yaml", "lr.yaml"))
     assert scheduled(proc) == {"train": 1, "sweep_summary": 1, "evaluate": 1, "sweep_report": 1, "all": 1}
     assert "results/train/default/emotion_only/model.pt" in proc.stdout
-    assert "results/train/default/baseline/model.pt" not in proc.stdout
+    assert "results/train/default/recipe/model.pt" not in proc.stdout
 
 
 def test_window_length_retrains_without_rebuilding_the_dataset(demo_run):
@@ -95,7 +95,7 @@ def test_workflow_checkpoint_loads_weights_only_in_a_fresh_process(demo_run):
             "from animote.train import load_checkpoint; m, c = load_checkpoint(sys.argv[1]); "
             "x = torch.randn(1, 50, m.config.input_dim); print(tuple(m(x).shape), c['features']['phonetic']['cache_key'],"
             " c['features']['emotion']['cache_key'], sorted(c['neutral']), c['fps'])")
-    proc = subprocess.run([sys.executable, "-c", code, str(demo_run / "results/train/default/baseline/model.pt")],
+    proc = subprocess.run([sys.executable, "-c", code, str(demo_run / "results/train/default/recipe/model.pt")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["(1,", "50,", "468,", "3)", "whisper/tiny.en", "egemaps/eGeMAPSv02-lld", "['demo']",
@@ -107,8 +107,8 @@ def test_seed_sweep_schedules_its_ten_experiments_on_the_same_dataset(demo_run):
 
     from helpers import REPO
 
-    shutil.copy(REPO / "config/sweeps/seed.yaml", demo_run / "seed.yaml")
-    jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "seed.yaml")))
+    shutil.copy(REPO / "config/sweeps/paper.yaml", demo_run / "paper.yaml")
+    jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "paper.yaml")))
     # no dataset job and no baseline: they are shared with the default sweep
     assert jobs == {"sweep_run": 1, "train": 10, "sweep_summary": 1, "evaluate": 10, "sweep_report": 1, "all": 1}
 
@@ -126,7 +126,7 @@ def test_each_experiment_run_holds_its_test_metrics_and_pictures(demo_run, monke
         assert {"test_loss", "test_lve", "test_lip_sync_lag", "test_r2_lips", "test_r2_absolute"} <= set(run["metrics"])
         assert "evaluation" in run["artifacts"]
     parent = next(r for r in runs if r["kind"] == "sweep")
-    assert "report" in parent["artifacts"] and "baseline.test_r2" in parent["metrics"]
+    assert "report" in parent["artifacts"] and "recipe.test_r2" in parent["metrics"]
 
 
 def test_sweep_report_tables_hold_every_experiment_and_the_baselines(demo_run):
@@ -135,25 +135,25 @@ def test_sweep_report_tables_hold_every_experiment_and_the_baselines(demo_run):
                  "baseline: ridge (emotion)"]
     assert list(sweep.index) == EXPERIMENTS + baselines
     for col in ("lr", "batch size", "epochs", "heads", "train loss", "validation loss", "test loss",
-                "test R² (offsets)", "test R² (absolute, the seed's)", "LVE (‰ of width)", "lip-sync lag (frames)"):
+                "test R² (offsets)", "test R² (absolute, the paper's)", "LVE (‰ of width)", "lip-sync lag (frames)"):
         assert col in sweep.columns
     assert sweep.loc[EXPERIMENTS, ["train loss", "validation loss", "test loss"]].notna().all().all()
     assert abs(sweep.loc["baseline: mean offset", "test R² (offsets)"]) < 0.2  # about 0: the training mean
-    assert (sweep["test R² (absolute, the seed's)"] > 0.99).all()  # why the seed's R² misleads
+    assert (sweep["test R² (absolute, the paper's)"] > 0.99).all()  # why the paper's R² misleads
     for name in EXPERIMENTS:  # the table shows what the evaluation stage measured
         ev = json.loads((demo_run / f"results/evaluate/default/{name}/metrics.json").read_text())
         assert sweep.loc[name, "test R² (offsets)"] == pytest.approx(ev["summary"]["r2"], rel=1e-4)
     ablation = pd.read_csv(demo_run / "results/report/default/ablation.tsv", sep="\t").set_index("experiment")
-    assert ablation.loc["baseline", "change from the defaults"] == "(defaults)"
+    assert ablation.loc["recipe", "change from the defaults"] == "(defaults)"
     assert "baseline: ridge (phonetic+emotion)" in ablation.index  # ridge beside the networks in every table
-    assert ablation.loc["seed", "change from the defaults"] == (
+    assert ablation.loc["paper", "change from the defaults"] == (
         "batch_size = 16, lr = 0.001, model.bidirectional = false, model.causal = true, optimizer = adam, "
         "patience = 0, weight_decay = 0.0")
     for table in (sweep, ablation):  # every ranking figure carries its interval
         for col in ("test R² (offsets) 95 % CI", "LVE (‰ of width) 95 % CI", "lip-sync r 95 % CI"):
             assert table[col].str.fullmatch(r"-?\d+\.\d+–-?\d+\.\d+").all(), (col, table[col])
-    lo, hi = (float(x) for x in sweep.loc["baseline", "test R² (offsets) 95 % CI"].split("–"))
-    assert lo <= sweep.loc["baseline", "test R² (offsets)"] <= hi
+    lo, hi = (float(x) for x in sweep.loc["recipe", "test R² (offsets) 95 % CI"].split("–"))
+    assert lo <= sweep.loc["recipe", "test R² (offsets)"] <= hi
     features = pd.read_csv(demo_run / "results/report/default/features.tsv", sep="\t").set_index("region")
     assert list(features.index) == ["mouth_corners", "lips", "jaw", "brows", "eyes", "rest", "all"]
     assert {"network: phonetic+emotion", "network: phonetic", "network: emotion",
@@ -166,7 +166,7 @@ def test_sweep_report_tables_hold_every_experiment_and_the_baselines(demo_run):
 
 
 def test_evaluation_writes_pictures_and_a_playable_video(demo_run):
-    folder = demo_run / "results/evaluate/default/baseline"
+    folder = demo_run / "results/evaluate/default/recipe"
     for png in ("mesh.png", "error_map.png", "lip_gap.png"):
         assert (folder / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ev = json.loads((folder / "metrics.json").read_text())

@@ -191,9 +191,9 @@ def test_default_demo_end_to_end(default_demo):
     """Over 3 minutes, three styles, every clap found; the default experiment trained on it beats
     the mean offset clearly on the test chunks, with its lips in sync, and ridge stands beside it."""
     wd = default_demo
-    run = json.loads((wd / "results/train/default/baseline/run.json").read_text())
+    run = json.loads((wd / "results/train/default/recipe/run.json").read_text())
     assert run["best"]["val_loss"] < 0.6 * run["val_mean_offset"]["loss"], run
-    ev = json.loads((wd / "results/evaluate/default/baseline/metrics.json").read_text())["summary"]
+    ev = json.loads((wd / "results/evaluate/default/recipe/metrics.json").read_text())["summary"]
     mean = json.loads((wd / "results/baselines/mean_offset/metrics.json").read_text())["summary"]
     assert ev["r2"] >= 0.5 and mean["r2"] < 0.1, (ev, mean)
     assert abs(ev["lip_sync_lag"]) <= 1 and ev["lip_sync_corr"] > 0.7, ev
@@ -204,7 +204,7 @@ def test_default_demo_end_to_end(default_demo):
     assert ev["r2"] >= ridge["summary"]["r2"] - 0.02, (ev["r2"], ridge["summary"]["r2"])
     assert ridge["context"] in (0, 2, 5, 10)  # chosen on validation among evaluate.ridge.contexts
     sweep = pd.read_csv(wd / "results/report/default/sweep.tsv", sep="\t").set_index("model")
-    assert list(sweep.index) == ["baseline", "baseline: mean offset", "baseline: ridge (phonetic+emotion)"]
+    assert list(sweep.index) == ["recipe", "baseline: mean offset", "baseline: ridge (phonetic+emotion)"]
     for table in ("ablation", "features"):
         assert (wd / f"results/report/default/{table}.html").stat().st_size > 500
     info = ProbeInfo.load(wd / "results/demo/probe.json")

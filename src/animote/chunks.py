@@ -1,4 +1,4 @@
-"""Chunks: the cleaned recording split into fixed-length pieces (30 s in the seed).
+"""Chunks: the cleaned recording split into fixed-length pieces (30 s in the paper).
 
 A chunk does not copy its video. It holds an exact frame range of the
 recording's video (``segments``: raw frame ranges, more than one when a clap
@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -56,11 +56,11 @@ class Chunk:
         return np.concatenate([np.arange(a, b) for a, b in self.segments])
 
 
-def plan_chunks(n_clean: int, fps: float, params: ChunkParams) -> list[tuple[int, int]]:
-    """Cleaned-frame ranges [start, end) of the chunks. Every frame is in exactly one;
+def plan_chunks(n_clean: int, fps: float, length_s: float, min_length_s: float) -> list[tuple[int, int]]:
+    """Cleaned-frame ranges [start, end) of chunks ``length_s`` long. Every frame is in exactly one;
     a tail shorter than ``min_length_s`` joins the chunk before it."""
-    size = max(1, int(round(params.length_s * fps)))
-    min_size = int(round(params.min_length_s * fps))
+    size = max(1, int(round(length_s * fps)))
+    min_size = int(round(min_length_s * fps))
     bounds = list(range(0, n_clean, size)) + [n_clean]
     ranges = [(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     if len(ranges) > 1 and ranges[-1][1] - ranges[-1][0] < min_size:
@@ -99,7 +99,7 @@ def write_chunks(out_dir: str | Path, recording: str, video: str, info: ProbeInf
     if len(clean_audio) != expected:
         raise RecordingError(recording, f"cleaned audio has {len(clean_audio)} samples, expected {expected}")
     rows = []
-    for i, (c0, c1) in enumerate(plan_chunks(n_clean, info.fps, params)):
+    for i, (c0, c1) in enumerate(plan_chunks(n_clean, info.fps, params.length_s, params.min_length_s)):
         name = f"c{i:03d}"
         segs = raw_segments(kept, c0, c1)
         s0, s1 = frame_to_sample([c0, c1], info.fps, sample_rate)

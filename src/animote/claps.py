@@ -7,11 +7,11 @@ broadband; most speech energy is lower) that stand well above the recording's ow
 must look like a clap: it rises out of what came before within a few milliseconds, lasts longer
 than a click, dies away within tens of milliseconds, is not followed by speech, and carries a
 good share of its energy above the high-pass. Every candidate is judged before the spacing rule
-(the seed's ``find_peaks`` distance), so a rejected consonant cannot hide a real clap beside it.
+(the paper's ``find_peaks`` distance), so a rejected consonant cannot hide a real clap beside it.
 
 Cuts are whole video frames, and the audio cut is the same frames mapped to
 samples by :func:`animote.media.frame_to_sample`, so audio and video stay in
-sync to the frame. Unlike the seed, the audio is cut (not silenced), because
+sync to the frame. Unlike the paper, the audio is cut (not silenced), because
 silencing audio while cutting video shifts every later frame.
 """
 
@@ -19,17 +19,63 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import signal
 
 from . import RecordingError
-from .config import ClapParams
+from .config import _from_mapping
 from .media import frame_to_sample
 
 log = logging.getLogger(__name__)
+
+# The detector's internals: what makes a burst a clap. Not config: no recording should need them
+# changed. Measured by benchmarks/claps.py (48 recordings, 5 voices, gain -30 dBFS to clipping,
+# claps 6 dB under to 20 dB over the speech, clicks, thumps and coughs); a change must keep its
+# table clean. Tests and benchmarks may still vary them through ClapParams's fields.
+HIGHPASS_HZ = 2000.0  # claps are broadband; speech energy is mostly below this
+WINDOW_MS = 0.5  # envelope resolution: fine enough to tell a clap (several ms) from a click
+FLOOR_PERCENTILE = 20.0  # the recording's quiet level: this percentile of the high-passed envelope
+MIN_RISE_DB = 15.0  # a clap rises this far above the loudest of the lookback before its onset ...
+MAX_RISE_MS = 3.0  # ... to within 6 dB of its peak in this long (a cough takes tens of ms)
+ONSET_LOOKBACK_MS = 60.0  # its onset is found within this before its peak, and it is quiet this long before
+MIN_WIDTH_MS = 2.0  # shorter than this within 10 dB of the peak: a click (0.5 ms), not a clap
+MAX_AFTER_DB = -18.0  # the low band 40-140 ms later stays this far under the peak (benchmark claps: -26 dB
+# or less); louder is speech going on (a plosive's vowel: -15 dB and up), not a clap's ring
+MIN_HIGH_SHARE = 0.2  # share of the burst's first 10 ms of energy above HIGHPASS_HZ: broadband, so neither
+MAX_HIGH_SHARE = 0.9  # a thump (about 0) nor a lone hiss or burst (0.95+); benchmark claps 0.6-0.8
+MERGE_MS = 20.0  # peaks of one burst closer than this are one candidate
+
+
+@dataclass(frozen=True)
+class ClapParams:
+    """The config's ``claps:`` (what a user decides; config/config.yaml says why each default is
+    what it is), then the detector's internals, the module constants above."""
+
+    min_over_floor_db: float  # a candidate peak stands this far above the quiet level
+    max_decay_ms: float  # a clap falls 20 dB below its peak within this (more in a reverberant room)
+    min_spacing_s: float  # two claps closer than this are one (the louder)
+    cut_before_s: float  # cut this much before the clap peak ...
+    cut_after_s: float  # ... and this much after it (the clap's ring)
+    highpass_hz: float = HIGHPASS_HZ
+    window_ms: float = WINDOW_MS
+    floor_percentile: float = FLOOR_PERCENTILE
+    min_rise_db: float = MIN_RISE_DB
+    max_rise_ms: float = MAX_RISE_MS
+    onset_lookback_ms: float = ONSET_LOOKBACK_MS
+    min_width_ms: float = MIN_WIDTH_MS
+    max_after_db: float = MAX_AFTER_DB
+    min_high_share: float = MIN_HIGH_SHARE
+    max_high_share: float = MAX_HIGH_SHARE
+    merge_ms: float = MERGE_MS
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> ClapParams:
+        return _from_mapping(cls, config["claps"])
 
 CUT_COLUMNS = ["clap_s", "start_s", "end_s", "start_frame", "end_frame", "n_frames"]
 KEPT_COLUMNS = ["raw_start", "raw_end", "clean_start", "clean_end", "n_frames"]

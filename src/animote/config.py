@@ -8,11 +8,11 @@ turned into a dataclass after validation and passed explicitly.
 from __future__ import annotations
 
 import copy
-import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jsonschema
 import yaml
@@ -34,11 +34,17 @@ RENAMED = {
     ("claps", "threshold_dbfs"): "claps are found by their shape now, relative to the recording's own level, "
                                  "never by an absolute level: use claps.min_over_floor_db (dB above the "
                                  "recording's quiet level) to ask candidates to be louder",
-    ("claps", "min_onset_ratio"): "renamed claps.min_rise_db, in dB (the old ratio 4 is 12 dB)",
+    ("claps", "min_onset_ratio"): "the rise test is a constant of animote.claps now (MIN_RISE_DB, in dB: the old "
+                                  "ratio 4 is 12 dB); remove it from the config",
     ("resources", "neutral_mesh"): "the neutral mesh is made by the align_mesh job now: set resources.align_mesh",
     ("resources", "mesh_report"): "the mesh summary is made by the align_mesh job now: set resources.align_mesh",
     ("evaluate", "ridge", "context"): "ridge's context is chosen on the validation split now, like its alpha: "
                                       "list the candidates in evaluate.ridge.contexts (e.g. [0, 2, 5, 10])",
+    **{("claps", key): f"the clap detector's internals are constants of animote.claps now ({key.upper()}, "
+                       f"beside the benchmark that set it); remove it from the config"
+       for key in ("highpass_hz", "window_ms", "floor_percentile", "min_rise_db", "max_rise_ms",
+                   "onset_lookback_ms", "min_width_ms", "max_after_db", "min_high_share", "max_high_share",
+                   "merge_ms")},
 }
 
 
@@ -82,6 +88,20 @@ def load(*paths: str | Path, schema: str | Path | None = None) -> dict[str, Any]
     return config
 
 
+DEMO_VIDEO = "results/demo/demo.mp4"  # what the workflow's demo_recording rule writes
+
+
+def add_demo_defaults(config: dict[str, Any], recording_paths, defaults_file: str | Path) -> bool:
+    """When a recording of the sheet is the demo video, put the demo's settings (``defaults_file``,
+    config/demo.yaml) under the config's own ``demo:`` keys, in place (Snakemake's config object).
+    Returns whether it did."""
+    if DEMO_VIDEO not in {str(p) for p in recording_paths}:
+        return False
+    defaults = yaml.safe_load(Path(defaults_file).read_text())["demo"]
+    config["demo"] = deep_merge(defaults, config.get("demo") or {})
+    return True
+
+
 def _from_mapping(cls, data: Mapping[str, Any]):
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
@@ -94,44 +114,18 @@ class VideoParams:
     vfr_tolerance: float  # relative fps spread above which input counts as variable
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "VideoParams":
+    def from_config(cls, config: Mapping[str, Any]) -> VideoParams:
         return _from_mapping(cls, config["video"])
 
 
 @dataclass(frozen=True)
-class ClapParams:
-    """config/config.yaml's ``claps:`` says why each default is what it is."""
-
-    highpass_hz: float  # claps are broadband; speech energy sits mostly below this
-    window_ms: float  # envelope resolution
-    floor_percentile: float  # the recording's quiet level: this percentile of the envelope
-    min_over_floor_db: float  # a candidate peak stands this far above the quiet level
-    min_rise_db: float  # ... and this far above the loudest of the lookback before its onset
-    max_rise_ms: float  # a clap rises from its onset to within 6 dB of its peak within this
-    onset_lookback_ms: float  # how far back "before" reaches
-    min_width_ms: float  # shorter within 10 dB of the peak: a click
-    max_decay_ms: float  # a clap falls 20 dB below its peak within this
-    max_after_db: float  # the low band 40-140 ms later, relative to the peak: above this, speech follows
-    min_high_share: float  # share of the first 10 ms's energy above highpass_hz: at least (not a thump) ...
-    max_high_share: float  # ... and at most (not a hiss or a lone burst from a bright microphone)
-    merge_ms: float  # peaks of one burst closer than this are one candidate
-    min_spacing_s: float  # two claps closer than this are one (the louder)
-    cut_before_s: float  # cut this much before the clap peak ...
-    cut_after_s: float  # ... and this much after it (the clap's ring)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "ClapParams":
-        return _from_mapping(cls, config["claps"])
-
-
-@dataclass(frozen=True)
 class ChunkParams:
-    length_s: float  # chunk length (the seed used 30 s)
+    length_s: float  # chunk length (the paper used 30 s)
     min_length_s: float  # a shorter tail is merged into the chunk before it
     export_video: bool  # also write each chunk as an mp4 to look at
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "ChunkParams":
+    def from_config(cls, config: Mapping[str, Any]) -> ChunkParams:
         return _from_mapping(cls, config["chunks"])
 
 
@@ -176,34 +170,3 @@ def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         raise ValueError(f"config key 'sweep.run': {unknown} are not among sweep.experiments "
                          f"({', '.join(sweep['experiments'])})")
     return {n: merge_experiment(config["train"], sweep["experiments"][n] or {}) for n in chosen}
-
-
-# The library modules behind each stage of the workflow (paths inside the animote package). A
-# rule's ``code`` parameter is their hash, so editing one reruns that stage's jobs (and what
-# depends on them), and ``snakemake --list-changes params`` names their outputs first.
-STAGE_CODE = {
-    "demo": ("demo/*.py", "data/sentences.tsv"),
-    "preprocess": ("stages/preprocess.py", "media.py", "claps.py", "chunks.py"),
-    "mesh": ("stages/mesh.py", "mesh.py"),
-    "features": ("stages/features.py", "features/*.py"),
-    "dataset": ("stages/dataset.py", "dataset.py"),
-    "train": ("stages/train.py", "train.py", "model.py", "objective.py", "metrics.py"),
-    "evaluate": ("stages/evaluate.py", "evaluate.py", "objective.py", "predict.py", "metrics.py", "baselines.py", "render.py",
-                 "report.py"),
-}
-
-
-@functools.cache  # several rules share a stage: its sources are read once per workflow parse
-def code_version(stage: str) -> str:
-    """A short hash of the source of ``stage``'s library modules (see :data:`STAGE_CODE`)."""
-    import hashlib
-
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for pattern in STAGE_CODE[stage]:
-        files = sorted(root.glob(pattern))
-        if not files:
-            raise FileNotFoundError(f"stage '{stage}': no library module matches {pattern} in {root}")
-        for path in files:
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]

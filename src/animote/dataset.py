@@ -16,7 +16,7 @@ One module owns the format. A dataset is a Zarr (v3) store::
     attrs: hash, fps, roles {role: {cache_key, spec, dim}}, chunks [{recording, chunk, split, frames, faces}],
            split parameters, format version
 
-Windows (the seed's pad_or_truncate) are cut when the data is loaded, so a change of window
+Windows (the paper's pad_or_truncate) are cut when the data is loaded, so a change of window
 length or stride does not rebuild the dataset.
 """
 
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class SplitParams:
     test_recordings: tuple[str, ...] = ()  # whole recordings held out as test (cross-recording generalisation)
 
     @classmethod
-    def from_config(cls, dataset: Mapping[str, Any]) -> "SplitParams":
+    def from_config(cls, dataset: Mapping[str, Any]) -> SplitParams:
         s = dataset["split"]
         return cls(float(s["train"]), float(s["validation"]), float(s["test"]), int(dataset["seed"]),
                    tuple(dataset["test_recordings"]))

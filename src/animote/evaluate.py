@@ -1,4 +1,4 @@
-"""Scoring predictions on a split (seed 4.2, 5.1): the network and the baselines go through the
+"""Scoring predictions on a split (paper 4.2, 5.1): the network and the baselines go through the
 same functions here, so their numbers are comparable.
 
 Every predictor hands over, per chunk, offsets from the neutral mesh in mesh units (T, 468, 3).
@@ -15,8 +15,8 @@ Every predictor hands over, per chunk, offsets from the neutral mesh in mesh uni
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 

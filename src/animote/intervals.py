@@ -18,8 +18,8 @@ samples pair up: :func:`difference` gives the interval of a difference.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 

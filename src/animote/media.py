@@ -17,10 +17,10 @@ import queue
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -57,11 +57,11 @@ class ProbeInfo:
         return json.dumps(asdict(self), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "ProbeInfo":
+    def from_json(cls, text: str) -> ProbeInfo:
         return cls(**json.loads(text))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ProbeInfo":
+    def load(cls, path: str | os.PathLike) -> ProbeInfo:
         """Read a ``probe.json`` written by the probe stage."""
         return cls.from_json(Path(path).read_text())
 

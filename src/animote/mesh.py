@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,7 @@ class TrackParams:
     decode_threads: int  # ffmpeg decoder threads
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "TrackParams":
+    def from_config(cls, config: Mapping[str, Any]) -> TrackParams:
         return cls(**config["mesh"]["tracking"])
 
 
@@ -50,7 +51,7 @@ class NeutralParams:
     silence_quantile: float  # neutral from the recording: frames quieter than this quantile of energy
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "NeutralParams":
+    def from_config(cls, config: Mapping[str, Any]) -> NeutralParams:
         return cls(**config["mesh"]["neutral"])
 
 
@@ -81,7 +82,7 @@ class FaceTracker:
         if self._mesh is not None:
             self._mesh.close()
 
-    def __enter__(self) -> "FaceTracker":
+    def __enter__(self) -> FaceTracker:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -210,6 +211,20 @@ def remove_pose(meshes: np.ndarray, found: np.ndarray, neutral: np.ndarray,
         aligned[i], pose[i] = a, t
         residual[i] = np.sqrt(((a[:, stable] - target) ** 2).sum(axis=2).mean(axis=1))
     return aligned, pose, residual
+
+
+def quiet_frames(found: np.ndarray, energy: np.ndarray, silence_quantile: float, max_frames: int = 3000) -> np.ndarray:
+    """Indices of the frames a recording's neutral mesh is taken from: frames with a face among
+    the quietest ``silence_quantile`` of them by audio energy (every frame with a face when fewer
+    than 10 are), at most ``max_frames``, spread evenly."""
+    quiet = energy <= np.quantile(energy[found], silence_quantile)
+    pick = found & quiet
+    if pick.sum() < 10:
+        pick = found.copy()
+    idx = np.flatnonzero(pick)
+    if len(idx) > max_frames:
+        idx = idx[np.linspace(0, len(idx) - 1, max_frames).astype(int)]
+    return idx
 
 
 def neutral_from_frames(meshes: np.ndarray, candidates: np.ndarray, iterations: int = 3) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Evaluation metrics on mesh sequences: pure functions on arrays (seed 4.2, CodeTalker, SelfTalk).
+"""Evaluation metrics on mesh sequences: pure functions on arrays (paper 4.2, CodeTalker, SelfTalk).
 
 Shapes: ``true`` and ``pred`` are (T, 468, 3) offsets (or absolute vertices where a function says
 so), ``mask`` is (T,) bool: frames without a face are excluded from every metric. Units are the
@@ -9,8 +9,8 @@ The face regions are MediaPipe FaceMesh index sets, named here and nowhere else 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
-from typing import Mapping
 
 import numpy as np
 
@@ -73,7 +73,7 @@ def r2(true, pred, mask=None) -> float:
     """Pooled R²: 1 − SSE / SST, SST the sum of squares of ``true`` around its mean per coordinate
     (the mean offset of the frames evaluated), summed over every coordinate. Unitless; 0 is the
     mean offset of the evaluated frames, negative is worse. On absolute vertex positions (the
-    seed's R²) SST holds the face's shape, not its motion: see :func:`r2_absolute`."""
+    paper's R²) SST holds the face's shape, not its motion: see :func:`r2_absolute`."""
     t, p = _valid(true, pred, mask)
     if len(t) < 2:
         return float("nan")
@@ -84,8 +84,8 @@ def r2(true, pred, mask=None) -> float:
 def r2_absolute(true_offsets, pred_offsets, neutral, mask=None) -> float:
     """``neutral``: (468, 3), or (T, 468, 3) when frames come from several recordings.
 
-    The seed's R², on absolute vertex positions (neutral + offsets), SST around the mean over
-    every coordinate together (sklearn's r2_score on flattened arrays, as the seed computed it).
+    The paper's R², on absolute vertex positions (neutral + offsets), SST around the mean over
+    every coordinate together (sklearn's r2_score on flattened arrays, as the paper computed it).
     A face that barely moves scores near 1 here even when the motion is wrong: the spread of the
     vertices across the face dominates SST. Report it beside :func:`r2` on offsets, never alone."""
     n = np.broadcast_to(np.asarray(neutral, np.float64), np.shape(true_offsets))
@@ -159,7 +159,7 @@ def lip_sync(true_gap: np.ndarray, pred_gap: np.ndarray, mask=None, max_lag: int
 
 def per_region(true, pred, mask=None, neutral=None) -> dict[str, dict[str, float]]:
     """MSE, R² on offsets and mean vertex error per region (and "all"); with ``neutral``, the
-    seed's absolute R² as well."""
+    paper's absolute R² as well."""
     out: dict[str, dict[str, float]] = {}
     t, p = np.asarray(true), np.asarray(pred)
     for name, ids in {**regions(), "all": np.arange(t.shape[1])}.items():

@@ -1,4 +1,4 @@
-"""The seed's AudioConditionedNetwork (section 4.1), built from a config dataclass.
+"""The paper's AudioConditionedNetwork (section 4.1), built from a config dataclass.
 
 Input: per-frame audio features on the video frames (the cached phonetic and emotion
 features, normalised and concatenated). Output: per-frame mesh offsets from the neutral
@@ -13,15 +13,16 @@ mesh, 468 x 3, in the dataset's normalised units. Data flow, with shapes::
       -> decoder: linear -> 2-layer LSTM       (switch: bidirectional) -> linear
     offsets (B, T, 468, 3)
 
-The seed's ResNet-18 front end over spectrograms (its 4.1.1) is not here: the seed's own
+The paper's ResNet-18 front end over spectrograms (its 4.1.1) is not here: the paper's own
 future work (5.2) replaces it with wav2vec2 features, which is what the cached features are.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,23 +36,23 @@ class ModelConfig:
     notebooks); the workflow always passes the config's ``train.model`` section in full."""
 
     input_dim: int = 409  # whisper tiny.en (384) + eGeMAPS (25); set from the dataset, never by hand
-    d_model: int = 128  # width of the encoder; the seed does not give one, 128 trains on a CPU
-    heads: int = 2  # attention heads: the seed's baseline (Fig 4.3 tries 2, 4, 8)
+    d_model: int = 128  # width of the encoder; the paper does not give one, 128 trains on a CPU
+    heads: int = 2  # attention heads: the paper's baseline (Fig 4.3 tries 2, 4, 8)
     layers: int = 2  # transformer encoder layers
     ff_dim: int = 256  # feed-forward width inside each encoder layer (2 x d_model)
     dropout: float = 0.1  # in the encoder and fusion MLP; the demo is small and overfits without it
-    positional_encoding: bool = True  # the seed's "balanced positional encoding" (ablated in Fig 4.4)
+    positional_encoding: bool = True  # the paper's "balanced positional encoding" (ablated in Fig 4.4)
     layer_norm: bool = True  # layer norm after the encoder (ablated in Fig 4.4)
-    causal: bool = True  # each frame attends only to the past: the seed's streaming-capable setting
+    causal: bool = True  # each frame attends only to the past: the paper's streaming-capable setting
     fusion_dim: int = 128  # width of the 3-layer fusion MLP
     lstm_hidden: int = 128  # the decoder's 2-layer LSTM
-    lstm_layers: int = 2  # the seed's decoder has two
-    bidirectional: bool = False  # the seed's future work: a decoder that also sees the future
-    norm_first: bool = False  # pre-norm encoder layers (stabler at higher learning rates); the seed's: post-norm
+    lstm_layers: int = 2  # the paper's decoder has two
+    bidirectional: bool = False  # the paper's future work: a decoder that also sees the future
+    norm_first: bool = False  # pre-norm encoder layers (stabler at higher learning rates); the paper's: post-norm
     n_vertices: int = N_VERTICES
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], **override) -> "ModelConfig":
+    def from_dict(cls, data: Mapping[str, Any], **override) -> ModelConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -63,7 +64,7 @@ class ModelConfig:
 
 
 class PositionalEncoding(nn.Module):
-    """Fixed sinusoids (Vaswani et al.). "Balanced" as the seed asks: every position gets a
+    """Fixed sinusoids (Vaswani et al.). "Balanced" as the paper asks: every position gets a
     vector of the same norm, so no frame is favoured; scaled to the projected features' size."""
 
     def __init__(self, d_model: int, max_len: int = 10000):

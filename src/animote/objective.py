@@ -2,7 +2,7 @@
 the masked loss on them, and the accumulator that pools it over batches.
 
 Loss = masked MSE on the normalised offsets (optionally weighted per vertex, e.g. the lips) +
-``temporal_weight`` x L1 on the difference of frame-to-frame changes (the seed's temporal
+``temporal_weight`` x L1 on the difference of frame-to-frame changes (the paper's temporal
 coherence term, weight 0.1). Frames without a face (mask False) and window padding are excluded
 from both terms. Training uses its experiment's settings; the test loss of every model (networks
 and baselines alike) uses the evaluation's own window and weight (``evaluate.loss``), so one
@@ -12,14 +12,14 @@ objective ranks them all.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
 
 def windows(bounds: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Window starts and valid lengths over concatenated chunks (the seed's pad_or_truncate).
+    """Window starts and valid lengths over concatenated chunks (the paper's pad_or_truncate).
 
     In each chunk, windows start every ``stride`` frames; a last window is added when needed so
     every frame is in at least one; a chunk shorter than ``window`` gives one window, padded
@@ -85,8 +85,8 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, te
     return loss, {"sq": sq.detach(), "n": n.detach(), "tl": tl.detach(), "pairs": n_pairs.detach()}
 
 
-class Pool:
-    """Pools loss parts and R² sums over batches (float64): loss = mse + lambda * temporal, and
+class LossSums:
+    """The sums of the loss parts and of R²'s terms over batches (float64): loss = mse + lambda * temporal, and
     R² = 1 - SSE / SST on the offsets, SST around the mean offset of the frames seen."""
 
     def __init__(self, temporal_weight: float, n_coords: int):
@@ -123,10 +123,10 @@ def windowed_loss(pred: np.ndarray, target: np.ndarray, mask: np.ndarray, bounds
     y = np.where(mask[:, None, None], target, 0).astype(np.float32)
     p = np.asarray(pred, np.float32)
     starts, lengths = windows(bounds, window, window)
-    pool = Pool(temporal_weight, y.shape[1] * 3)
+    sums = LossSums(temporal_weight, y.shape[1] * 3)
     for i in range(0, len(starts), 64):
         pw, yw, mw = gather_windows(p, y, mask, starts[i:i + 64], lengths[i:i + 64], window)
         pw, yw, mw = torch.from_numpy(pw), torch.from_numpy(yw), torch.from_numpy(mw)
         _, parts = masked_loss(pw, yw, mw, temporal_weight)
-        pool.add(parts, yw, mw)
-    return pool.metrics()
+        sums.add(parts, yw, mw)
+    return sums.metrics()

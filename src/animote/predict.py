@@ -9,10 +9,10 @@ the sequence's length; the output array itself is the only thing that grows with
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class Predictor:
     batch: int = 16  # windows per forward pass
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", **kw) -> "Predictor":
+    def load(cls, path: str | Path, device: str = "cpu", **kw) -> Predictor:
         model, ckpt = load_checkpoint(path, device)
         return cls(model, ckpt, device, **kw)
 

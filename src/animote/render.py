@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import collections
 import subprocess
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def loss_curves(history: Sequence[Mapping[str, float]], path: str | Path, title:
     _save(fig, path)
 
 
-# --- meshes in 2D (seed §3.1: orthographic projection) ------------------------------------------
+# --- meshes in 2D (paper §3.1: orthographic projection) ------------------------------------------
 
 
 def _connections() -> dict[str, np.ndarray]:
@@ -72,7 +72,7 @@ class Frame2D:
     size: int
 
     @classmethod
-    def around(cls, vertices: np.ndarray, size: int, margin: float = 0.12) -> "Frame2D":
+    def around(cls, vertices: np.ndarray, size: int, margin: float = 0.12) -> Frame2D:
         v = np.asarray(vertices).reshape(-1, 3)
         lo, hi = np.nanmin(v[:, :2], axis=0), np.nanmax(v[:, :2], axis=0)
         span = float(max(hi - lo)) * (1 + 2 * margin)
@@ -157,7 +157,7 @@ def render_video(panels: Iterable[Sequence[np.ndarray]], titles: Sequence[str], 
     return written
 
 
-# --- figures of one evaluation (seed Figs 5.2 and 5.3) ----------------------------------------
+# --- figures of one evaluation (paper Figs 5.2 and 5.3) ----------------------------------------
 
 
 def _save(fig, path: str | Path) -> None:
@@ -181,7 +181,7 @@ def _plt():
 
 def mesh_comparison(true: np.ndarray, pred: np.ndarray, path: str | Path, title: str) -> None:
     """True and predicted mesh of one frame (468, 3, absolute), orthographic, side by side and
-    overlaid (seed Fig 5.2)."""
+    overlaid (paper Fig 5.2)."""
     plt = _plt()
     frame = Frame2D.around(np.stack([true, pred]), 400)
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.3), dpi=100)
@@ -210,7 +210,7 @@ def mesh_comparison(true: np.ndarray, pred: np.ndarray, path: str | Path, title:
 
 def error_map(neutral: np.ndarray, error: np.ndarray, path: str | Path, title: str,
               label: str = "mean vertex error (mesh units)") -> None:
-    """Per-vertex error drawn on the neutral mesh's orthographic projection (seed Fig 5.3)."""
+    """Per-vertex error drawn on the neutral mesh's orthographic projection (paper Fig 5.3)."""
     plt = _plt()
     frame = Frame2D.around(neutral, 400)
     p = frame(neutral)
@@ -280,3 +280,32 @@ def clap_picture(audio: np.ndarray, sample_rate: int, env_db: np.ndarray, hop: i
         z.tick_params(labelsize=6)
         z.set_ylim(-1.05, 1.05)
     _save(fig, path)
+
+
+def mesh_preview(path, frame: np.ndarray, landmarks: np.ndarray | None, neutral: np.ndarray, title: str,
+                 source: str, panel: int = 512) -> None:
+    """The mesh stage's picture: a frame with its landmarks beside the recording's neutral mesh."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    scale = panel / max(h, w)
+    left = cv2.resize(frame, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
+    left = np.ascontiguousarray(left)
+    if landmarks is not None:
+        for x, y in landmarks[:, :2] * [left.shape[1], left.shape[0]]:
+            cv2.circle(left, (int(round(x)), int(round(y))), 1, (0, 255, 0), -1, cv2.LINE_AA)
+    right = np.full((panel, panel, 3), 255, np.uint8)
+    pts = neutral[:, :2]
+    lo, span = pts.min(axis=0), np.ptp(pts, axis=0).max()
+    xy = (pts - lo) / span * panel * 0.8 + panel * 0.1
+    for x, y in xy:
+        cv2.circle(right, (int(round(x)), int(round(y))), 2, (40, 40, 200), -1, cv2.LINE_AA)
+    canvas = np.full((max(left.shape[0], panel) + 30, left.shape[1] + panel, 3), 255, np.uint8)
+    canvas[30:30 + left.shape[0], :left.shape[1]] = left
+    canvas[30:30 + panel, left.shape[1]:] = right
+    cv2.putText(canvas, f"{title}: landmarks on the frame", (5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.putText(canvas, f"neutral mesh: {source[:48]}", (left.shape[1] + 5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                (0, 0, 0), 1)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(png.tobytes())

@@ -1,10 +1,11 @@
-"""The sweep's tables (seed Figs 4.3 and 4.4, and the features question of its 5.2), built from
+"""The sweep's tables (paper Figs 4.3 and 4.4, and the features question of its 5.2), built from
 the evaluation results as DataFrames, and written as TSV and as small HTML pages."""
 
 from __future__ import annotations
 
 import html
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ from .train import flatten
 
 TEST_COLUMNS = ("loss", "r2", "r2_absolute", "lve", "fdd", "lip_sync_lag", "lip_sync_corr")
 HEADERS = {
-    "loss": "test loss", "r2": "test R² (offsets)", "r2_absolute": "test R² (absolute, the seed's)",
+    "loss": "test loss", "r2": "test R² (offsets)", "r2_absolute": "test R² (absolute, the paper's)",
     "lve": "LVE (‰ of width)", "fdd": "FDD (10⁻⁶ width²)", "lip_sync_lag": "lip-sync lag (frames)",
     "lip_sync_corr": "lip-sync r",
 }
@@ -55,7 +56,7 @@ def _fmt_change(changes: Mapping[str, Any]) -> str:
 
 
 def sweep_table(experiments: Mapping[str, dict], baselines: Mapping[str, dict]) -> pd.DataFrame:
-    """One row per experiment (the seed's Fig 4.3 columns: learning rate, batch size, epochs,
+    """One row per experiment (the paper's Fig 4.3 columns: learning rate, batch size, epochs,
     heads, train / validation / test loss, R²; then the honest metrics), then one per baseline.
 
     ``experiments``: name -> {"config", "train" (best-epoch row), "test" (summary), optionally "ci"

@@ -19,8 +19,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -189,7 +190,7 @@ def _finite(v: Any) -> bool:
 class ExperimentRun:
     """A child run of the sweep for one experiment, in the training job's process::
 
-        with ExperimentRun(parent_json, "baseline", params, tags) as run:
+        with ExperimentRun(parent_json, "recipe", params, tags) as run:
             run.log_epoch({"train_loss": ...}, step=epoch)
             run.log_artifact(path)
 
@@ -203,7 +204,7 @@ class ExperimentRun:
         self.client = _client(self.parent["tracking_uri"])
         self.run_id: str | None = None
 
-    def __enter__(self) -> "ExperimentRun":
+    def __enter__(self) -> ExperimentRun:
         from mlflow.entities import Param
 
         tags = {PARENT_TAG: self.parent["run_id"], "animote.kind": "experiment",

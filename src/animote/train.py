@@ -1,7 +1,7 @@
-"""Training: the loss, the loop, and the checkpoint format (seed 4.2).
+"""Training: the loss, the loop, and the checkpoint format (paper 4.2).
 
 Loss = masked MSE on the normalised offsets + ``temporal_weight`` x L1 on the difference of
-frame-to-frame changes (the seed's temporal coherence term, weight 0.1). Frames without a
+frame-to-frame changes (the paper's temporal coherence term, weight 0.1). Frames without a
 face (mask False) and window padding are excluded from both terms.
 
 The loop knows nothing of MLflow or files: it reports each epoch to a callback. The
@@ -15,16 +15,17 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from .dataset import Dataset, Sequences
-from .objective import Pool, gather_windows, masked_loss, windows
 from .model import AudioConditionedNetwork, ModelConfig, build_model, count_parameters
+from .objective import LossSums, gather_windows, masked_loss, windows
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class TrainConfig:
     weight_decay: float
     lip_weight: float  # extra squared-error weight of the lip vertices
     input_noise: float  # std of Gaussian noise on the normalised features while training
-    window: int  # frames per training window (the seed's pad_or_truncate length)
+    window: int  # frames per training window (the paper's pad_or_truncate length)
     stride: int  # frames between training window starts
     temporal_weight: float  # lambda of the temporal coherence L1 (0 ablates it)
     grad_clip: float  # max gradient norm (0: none)
@@ -59,7 +60,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # ModelConfig fields except input_dim
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -123,7 +124,7 @@ def mean_offset_baseline(seq: Sequences, window: int, temporal_weight: float) ->
     """Loss and R² of predicting the training mean offset (0 in normalised units) on every frame,
     over the same windows the validation loss uses."""
     starts, lengths = windows(seq.bounds, window, window)
-    pool = Pool(temporal_weight, seq.targets.shape[1] * 3)
+    sums = LossSums(temporal_weight, seq.targets.shape[1] * 3)
     if len(starts) == 0:
         return {}
     data = _to(seq, "cpu")
@@ -131,8 +132,8 @@ def mean_offset_baseline(seq: Sequences, window: int, temporal_weight: float) ->
         s, ln = torch.from_numpy(starts[i:i + 64]), torch.from_numpy(lengths[i:i + 64])
         _, y, m = gather_windows(*data, s, ln, window)
         _, parts = masked_loss(torch.zeros_like(y), y, m, temporal_weight)
-        pool.add(parts, y, m)
-    return pool.metrics()
+        sums.add(parts, y, m)
+    return sums.metrics()
 
 
 @torch.no_grad()
@@ -141,7 +142,7 @@ def evaluate(model: AudioConditionedNetwork, seq: Sequences, window: int, tempor
     """Loss and R² over every frame of ``seq``, in non-overlapping windows of ``window`` frames."""
     model.eval()
     starts, lengths = windows(seq.bounds, window, window)
-    pool = Pool(temporal_weight, seq.targets.shape[1] * 3)
+    sums = LossSums(temporal_weight, seq.targets.shape[1] * 3)
     data = _to(seq, device)
     for i in range(0, len(starts), batch_size):
         s = torch.from_numpy(starts[i:i + batch_size]).to(device)
@@ -150,8 +151,8 @@ def evaluate(model: AudioConditionedNetwork, seq: Sequences, window: int, tempor
         with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
             pred = model(x)
         _, parts = masked_loss(pred.float(), y, m, temporal_weight)
-        pool.add(parts, y, m)
-    return pool.metrics()
+        sums.add(parts, y, m)
+    return sums.metrics()
 
 
 def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]], None] | None = None,
@@ -193,7 +194,7 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        pool = Pool(cfg.temporal_weight, model_cfg.n_vertices * 3)
+        sums = LossSums(cfg.temporal_weight, model_cfg.n_vertices * 3)
         order = torch.randperm(len(starts), generator=gen)
         steps = range(0, len(order), cfg.batch_size)
         bar = _bar(steps, f"epoch {epoch}/{cfg.epochs}", progress)
@@ -216,12 +217,12 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             scaler.step(opt)
             scaler.update()
-            pool.add(parts, y, m)
+            sums.add(parts, y, m)
             frames += int(lengths_t[idx].sum())
         if device == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, **{f"train_{k}": v for k, v in pool.metrics().items()},
+        row = {"epoch": epoch, **{f"train_{k}": v for k, v in sums.metrics().items()},
                "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9), "lr": opt.param_groups[0]["lr"]}
         if val_seq.frames:
             row.update({f"val_{k}": v for k, v in

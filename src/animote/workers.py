@@ -20,8 +20,10 @@ import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+
 
 class TaskFailed(RuntimeError):
     """A task raised (its message is the error's) or its worker died. ``done``: the results of the
@@ -100,6 +102,42 @@ def run_tasks(function: str, tasks: Iterable[dict[str, Any]], workers: int) -> l
     return [results[i] for i in range(len(tasks))]
 
 
+def _resolve(function: str):
+    module, name = function.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def run_chunks(function: str, tasks: list[dict[str, Any]], workers: int, recording: str, what: str,
+               kept: str = "") -> list[dict]:
+    """A recording's chunk tasks (each with its ``chunk_id``), ``function`` on each: in this process
+    when there is one worker (the same entry point, no start-up), else in ``workers`` worker
+    processes (:func:`run_tasks`). Results in task order. The first failure raises
+    :class:`animote.RecordingError` naming the recording and the chunk (after the chunks already
+    running finish), saying how many of ``what`` were done and, with ``kept``, where they are
+    kept; its ``done`` holds the finished chunks' results by chunk id."""
+    from . import RecordingError
+
+    try:
+        if workers > 1 and len(tasks) > 1:
+            return run_tasks(function, tasks, workers)
+        func, done = _resolve(function), {}
+        for i, task in enumerate(tasks):
+            try:
+                done[i] = func(**task)
+            except Exception as exc:
+                raise TaskFailed(i, str(exc), done) from exc
+        return [done[i] for i in range(len(tasks))]
+    except TaskFailed as exc:
+        chunk = tasks[exc.index]["chunk_id"]
+        message = str(exc).removeprefix(f"recording '{recording}': ").removeprefix(f"recording '{recording}' ")
+        message = message.removeprefix(f"chunk {chunk}: ")
+        where = f", kept in {kept} for the next run" if kept else ""
+        error = RecordingError(recording, f"chunk {chunk}: {message} ({len(exc.done)} of {len(tasks)} {what} "
+                                          f"done{where})")
+        error.done = {tasks[i]["chunk_id"]: r for i, r in exc.done.items()}
+        raise error from None
+
+
 def _worker(function: str, log_path: str) -> None:
     """A worker's loop: a task per line on stdin, its result (or error) per line on stdout."""
     proto = os.fdopen(os.dup(1), "w")
@@ -109,8 +147,8 @@ def _worker(function: str, log_path: str) -> None:
         handlers.append(logging.FileHandler(log_path, mode="a"))
     logging.basicConfig(level=logging.INFO, handlers=handlers,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    module, name = function.split(":")
-    func = getattr(importlib.import_module(module), name)
+    module = function.split(":")[0]
+    func = _resolve(function)
     for line in sys.stdin:
         try:
             reply = {"result": func(**json.loads(line))}

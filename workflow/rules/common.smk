@@ -5,18 +5,37 @@ from types import SimpleNamespace
 from snakemake.utils import validate
 
 from animote.baselines import baseline_set
-from animote.config import check_renamed, code_version, gpu_visible, needs_gpu, sweep_experiments
+from animote.config import add_demo_defaults, check_renamed, gpu_visible, needs_gpu, sweep_experiments
 from animote.features import active_specs, job_workers, uses_torch
 from animote.recordings import load_sheet
-
+from animote.stagecode import code_version
 
 check_renamed(config)  # a key that was renamed: say what replaced it, before the schema says "unknown"
+RECORDINGS = load_sheet(config["recordings"])  # its checks name the line of a bad row
+validate(RECORDINGS, schema="../schemas/recordings.schema.yaml")
+add_demo_defaults(config, RECORDINGS.path, Path(workflow.current_basedir).parents[1] / "config" / "demo.yaml")
 validate(config, schema="../../config/schema.yaml")
-RECORDINGS = load_sheet(config["recordings"])
-FEATURES = active_specs(config["features"])  # role -> (cache key, spec)
+FEATURES = active_specs(config["features"])  # role -> FeatureSource(cache_key, spec)
 SWEEP = config["sweep"]["name"]
 EXPERIMENTS = sweep_experiments(config)  # name -> full training config
 BASELINES = baseline_set(EXPERIMENTS)  # name -> {kind, roles, label}
+
+
+STAGE_SCRIPT = "../scripts/stage.py"  # every rule's: it runs animote.stages.<params.stage>.<params.run>()
+
+
+def stage(name, run, **params):
+    """A rule's params: the stage module and its function that runs the job (named like the rule,
+    and named here so that a workflow using this one as a module may rename its rules), the hash
+    of that stage's library code (its import closure: an edit reruns the stage's jobs), and the
+    rule's own settings."""
+    return dict(stage=name, run=run, code=code_version(name), **params)
+
+
+def feature_folders(rec):
+    """Each feature role's folder of per-chunk stores, role -> [path] (``rec``: a recording, a
+    wildcard pattern, or several recordings)."""
+    return {role: expand(f"results/features/{src.cache_key}/{{rec}}", rec=rec) for role, src in FEATURES.items()}
 
 
 def job_resources(rule_name):
@@ -62,9 +81,9 @@ def neutral_inputs(wildcards):
 def feature_spec(wildcards):
     """The backend spec behind a feature cache path (only the active backends are built)."""
     key = f"{wildcards.backend}/{wildcards.variant}"
-    for cached, spec in FEATURES.values():
-        if cached == key:
-            return spec
+    for src in FEATURES.values():
+        if src.cache_key == key:
+            return src.spec
     raise ValueError(f"no active feature backend has cache key {key}")
 
 
@@ -85,7 +104,7 @@ def feature_threads(wildcards):
 
 def feature_roles():
     """What the dataset records of each feature role: its cache key and backend spec."""
-    return {role: {"cache_key": key, "spec": spec} for role, (key, spec) in FEATURES.items()}
+    return {role: src._asdict() for role, src in FEATURES.items()}
 
 
 def experiment_config(wildcards):
@@ -131,8 +150,11 @@ def report_failures(snakemake_logs):
         if job_log is None:
             lines.append(f"  {name}: no log; see {', '.join(map(str, logs))}")
             continue
-        tail = [t for t in Path(job_log).read_text(errors="replace").splitlines() if t.strip()] \
-            if Path(job_log).exists() else []
+        tail = (
+            [t for t in Path(job_log).read_text(errors="replace").splitlines() if t.strip()]
+            if Path(job_log).exists()
+            else []
+        )
         error = next((t for t in reversed(tail) if not t.startswith((" ", "\t"))), "(empty log)")
         lines.append(f"  {name}: {error[:300]}")
         lines.append(f"    read {job_log}")

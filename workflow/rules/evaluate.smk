@@ -8,21 +8,21 @@ rule evaluate_baseline:
     output:
         metrics="results/baselines/{baseline}/metrics.json",
         regions="results/baselines/{baseline}/regions.tsv",
-    params:
-        code=code_version("evaluate"),  # the stage's library code
-        kind=lambda wc: BASELINES[wc.baseline]["kind"],
-        roles=lambda wc: BASELINES[wc.baseline]["roles"],
-        evaluate=config["evaluate"],
-    resources:
-        **job_resources("evaluate_baseline"),
     log:
         "results/logs/evaluate_baseline/{baseline}.log",
     benchmark:
         "results/benchmarks/evaluate_baseline/{baseline}.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("evaluate_baseline"),
+    params:
+        **stage("evaluate", "evaluate_baseline"),
+        kind=lambda wc: BASELINES[wc.baseline]["kind"],
+        roles=lambda wc: BASELINES[wc.baseline]["roles"],
+        evaluate=config["evaluate"],
     script:
-        "../scripts/evaluate_baseline.py"
+        STAGE_SCRIPT
 
 
 rule evaluate:
@@ -34,31 +34,50 @@ rule evaluate:
     output:
         metrics="results/evaluate/{sweep}/{exp}/metrics.json",
         regions="results/evaluate/{sweep}/{exp}/regions.tsv",
-        mesh=report("results/evaluate/{sweep}/{exp}/mesh.png", caption="../report/mesh.rst",
-                    category="Experiments", subcategory="{exp}", labels={"experiment": "{exp}", "figure": "mesh"}),
-        error_map=report("results/evaluate/{sweep}/{exp}/error_map.png", caption="../report/error_map.rst",
-                         category="Experiments", subcategory="{exp}",
-                         labels={"experiment": "{exp}", "figure": "error map"}),
-        lip_gap=report("results/evaluate/{sweep}/{exp}/lip_gap.png", caption="../report/lip_gap.rst",
-                       category="Experiments", subcategory="{exp}", labels={"experiment": "{exp}", "figure": "lip gap"}),
-        video=report(directory("results/evaluate/{sweep}/{exp}/video"), htmlindex="index.html",
-                     caption="../report/video.rst", category="Experiments", subcategory="{exp}",
-                     labels={"experiment": "{exp}", "figure": "video"}),
-    params:
-        code=code_version("evaluate"),  # the stage's library code
-        evaluate=config["evaluate"],
-        chunk_dirs=lambda wc, input: dict(zip(RECORDINGS.index, input.chunks)),
-    threads: config["train"]["threads"]
-    resources:
-        **job_resources("evaluate"),
+        mesh=report(
+            "results/evaluate/{sweep}/{exp}/mesh.png",
+            caption="../report/mesh.rst",
+            category="Experiments",
+            subcategory="{exp}",
+            labels={"experiment": "{exp}", "figure": "mesh"},
+        ),
+        error_map=report(
+            "results/evaluate/{sweep}/{exp}/error_map.png",
+            caption="../report/error_map.rst",
+            category="Experiments",
+            subcategory="{exp}",
+            labels={"experiment": "{exp}", "figure": "error map"},
+        ),
+        lip_gap=report(
+            "results/evaluate/{sweep}/{exp}/lip_gap.png",
+            caption="../report/lip_gap.rst",
+            category="Experiments",
+            subcategory="{exp}",
+            labels={"experiment": "{exp}", "figure": "lip gap"},
+        ),
+        video=report(
+            directory("results/evaluate/{sweep}/{exp}/video"),
+            htmlindex="index.html",
+            caption="../report/video.rst",
+            category="Experiments",
+            subcategory="{exp}",
+            labels={"experiment": "{exp}", "figure": "video"},
+        ),
     log:
         "results/logs/evaluate/{sweep}/{exp}.log",
     benchmark:
         "results/benchmarks/evaluate/{sweep}/{exp}.tsv"
     conda:
         "../../envs/animote.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        **job_resources("evaluate"),
+    params:
+        **stage("evaluate", "evaluate"),
+        evaluate=config["evaluate"],
+        chunk_dirs=lambda wc, input: dict(zip(RECORDINGS.index, input.chunks)),
     script:
-        "../scripts/evaluate.py"
+        STAGE_SCRIPT
 
 
 rule sweep_report:
@@ -68,25 +87,39 @@ rule sweep_report:
         evaluations=expand("results/evaluate/{{sweep}}/{exp}/metrics.json", exp=EXPERIMENTS),
         baselines=expand("results/baselines/{baseline}/metrics.json", baseline=BASELINES),
     output:
-        sweep_html=report("results/report/{sweep}/sweep.html", caption="../report/sweep.rst", category="Sweep",
-                          labels={"table": "sweep"}),
-        ablation_html=report("results/report/{sweep}/ablation.html", caption="../report/ablation.rst",
-                             category="Sweep", labels={"table": "ablation"}),
-        features_html=report("results/report/{sweep}/features.html", caption="../report/features.rst",
-                             category="Sweep", labels={"table": "features"}),
+        sweep_html=report(
+            "results/report/{sweep}/sweep.html",
+            caption="../report/sweep.rst",
+            category="Sweep",
+            labels={"table": "sweep"},
+        ),
+        ablation_html=report(
+            "results/report/{sweep}/ablation.html",
+            caption="../report/ablation.rst",
+            category="Sweep",
+            labels={"table": "ablation"},
+        ),
+        features_html=report(
+            "results/report/{sweep}/features.html",
+            caption="../report/features.rst",
+            category="Sweep",
+            labels={"table": "features"},
+        ),
         sweep_tsv="results/report/{sweep}/sweep.tsv",
         ablation_tsv="results/report/{sweep}/ablation.tsv",
         features_tsv="results/report/{sweep}/features.tsv",
         markdown="results/report/{sweep}/tables.md",
-    params:
-        code=code_version("evaluate"),  # the stage's library code
-        configs=EXPERIMENTS,
-        defaults=config["train"],
-        baselines={b["label"]: f"results/baselines/{name}/metrics.json" for name, b in BASELINES.items()},
     log:
         "results/logs/sweep_report/{sweep}.log",
+    benchmark:
+        "results/benchmarks/sweep_report/{sweep}.tsv"
     localrule: True
     conda:
         "../../envs/animote.yaml"
+    params:
+        **stage("evaluate", "sweep_report"),
+        configs=EXPERIMENTS,
+        defaults=config["train"],
+        baselines={b["label"]: f"results/baselines/{name}/metrics.json" for name, b in BASELINES.items()},
     script:
-        "../scripts/sweep_report.py"
+        STAGE_SCRIPT

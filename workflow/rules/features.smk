@@ -6,39 +6,40 @@ rule audio_features:
         chunks="results/{rec}/chunks",
     output:
         directory("results/features/{backend}/{variant}/{rec}"),
-    params:
-        code=code_version("features"),  # the stage's library code
-        spec=feature_spec,
-    threads: feature_threads
-    resources:
-        gpu=feature_gpu,
-        **job_resources("audio_features"),
     log:
         "results/logs/audio_features/{backend}/{variant}/{rec}.log",
     benchmark:
         "results/benchmarks/audio_features/{backend}/{variant}/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
+    threads: feature_threads
+    resources:
+        **job_resources("audio_features"),
+        gpu=feature_gpu,
+    params:
+        **stage("features", "audio_features"),
+        spec=feature_spec,
     script:
-        "../scripts/audio_features.py"
+        STAGE_SCRIPT
 
 
 rule features_report:
     input:
-        phonetic=f"results/features/{FEATURES['phonetic'][0]}/{{rec}}",
-        emotion=f"results/features/{FEATURES['emotion'][0]}/{{rec}}",
+        **feature_folders("{rec}"),
         chunks="results/{rec}/chunks",
     output:
         "results/{rec}/features.tsv",
-    params:
-        code=code_version("features"),  # the stage's library code
-        # Not read by the script: it makes a backend switch rewrite this report (and nothing else).
-        cache_keys={role: key for role, (key, _) in FEATURES.items()},
-    resources:
-        **job_resources("features_report"),
     log:
         "results/logs/features_report/{rec}.log",
+    benchmark:
+        "results/benchmarks/features_report/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("features_report"),
+    params:
+        **stage("features", "features_report"),
+        # Not read by the job: it makes a backend switch rewrite this report (and nothing else).
+        cache_keys={role: src.cache_key for role, src in FEATURES.items()},
     script:
-        "../scripts/features_report.py"
+        STAGE_SCRIPT

@@ -6,20 +6,20 @@ rule face_mesh:
         info="results/{rec}/probe.json",
     output:
         directory("results/{rec}/mesh"),
-    params:
-        code=code_version("mesh"),  # the stage's library code
-        mesh=config["mesh"]["tracking"],
-    threads: config["mesh"]["workers"]
-    resources:
-        **job_resources("face_mesh"),
     log:
         "results/logs/face_mesh/{rec}.log",
     benchmark:
         "results/benchmarks/face_mesh/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
+    threads: config["mesh"]["workers"]
+    resources:
+        **job_resources("face_mesh"),
+    params:
+        **stage("mesh", "face_mesh"),
+        mesh=config["mesh"]["tracking"],
     script:
-        "../scripts/face_mesh.py"
+        STAGE_SCRIPT
 
 
 # After the landmarks, one job per recording: the neutral mesh, head pose removed from every chunk
@@ -35,17 +35,17 @@ rule align_mesh:
         aligned=directory("results/{rec}/aligned"),
         summary="results/{rec}/mesh_summary.tsv",
         preview="results/{rec}/mesh_preview.png",
-    params:
-        code=code_version("mesh"),  # the stage's library code
-        mesh=config["mesh"]["neutral"],
-        image=neutral_image,
-    resources:
-        **job_resources("align_mesh"),
     log:
         "results/logs/align_mesh/{rec}.log",
     benchmark:
         "results/benchmarks/align_mesh/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("align_mesh"),
+    params:
+        **stage("mesh", "align_mesh"),
+        mesh=config["mesh"]["neutral"],
+        image=neutral_image,
     script:
-        "../scripts/align_mesh.py"
+        STAGE_SCRIPT

@@ -5,20 +5,20 @@ rule probe:
         info="results/{rec}/probe.json",
         video="results/{rec}/video.mp4",
         audio="results/{rec}/audio.wav",
-    params:
-        code=code_version("preprocess"),  # the stage's library code
-        video=config["video"],
-        sample_rate=config["audio"]["sample_rate"],
-    resources:
-        **job_resources("probe"),
     log:
         "results/logs/probe/{rec}.log",
     benchmark:
         "results/benchmarks/probe/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("probe"),
+    params:
+        **stage("preprocess", "probe"),
+        video=config["video"],
+        sample_rate=config["audio"]["sample_rate"],
     script:
-        "../scripts/probe.py"
+        STAGE_SCRIPT
 
 
 rule remove_claps:
@@ -29,19 +29,19 @@ rule remove_claps:
         cuts="results/{rec}/claps.tsv",
         kept="results/{rec}/kept.tsv",
         audio="results/{rec}/clean.wav",
-    params:
-        code=code_version("preprocess"),  # the stage's library code
-        claps=config["claps"],
-    resources:
-        **job_resources("remove_claps"),
     log:
         "results/logs/remove_claps/{rec}.log",
     benchmark:
         "results/benchmarks/remove_claps/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("remove_claps"),
+    params:
+        **stage("preprocess", "remove_claps"),
+        claps=config["claps"],
     script:
-        "../scripts/remove_claps.py"
+        STAGE_SCRIPT
 
 
 # The picture of what clap removal cut: a job of its own, so the chunks (and the landmarks after
@@ -51,21 +51,25 @@ rule clap_picture:
         audio="results/{rec}/audio.wav",
         cuts="results/{rec}/claps.tsv",
     output:
-        report("results/{rec}/claps.png", caption="../report/claps.rst", category="Preprocessing",
-               labels={"recording": "{rec}", "figure": "claps"}),
-    params:
-        code=code_version("preprocess"),  # the stage's library code
-        claps=config["claps"],
-    resources:
-        **job_resources("clap_picture"),
+        report(
+            "results/{rec}/claps.png",
+            caption="../report/claps.rst",
+            category="Preprocessing",
+            labels={"recording": "{rec}", "figure": "claps"},
+        ),
     log:
         "results/logs/clap_picture/{rec}.log",
     benchmark:
         "results/benchmarks/clap_picture/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("clap_picture"),
+    params:
+        **stage("preprocess", "clap_picture"),
+        claps=config["claps"],
     script:
-        "../scripts/clap_picture.py"
+        STAGE_SCRIPT
 
 
 rule split_chunks:
@@ -76,19 +80,19 @@ rule split_chunks:
         kept="results/{rec}/kept.tsv",
     output:
         directory("results/{rec}/chunks"),
-    params:
-        code=code_version("preprocess"),  # the stage's library code
-        chunks=config["chunks"],
-    resources:
-        **job_resources("split_chunks"),
     log:
         "results/logs/split_chunks/{rec}.log",
     benchmark:
         "results/benchmarks/split_chunks/{rec}.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("split_chunks"),
+    params:
+        **stage("preprocess", "split_chunks"),
+        chunks=config["chunks"],
     script:
-        "../scripts/split_chunks.py"
+        STAGE_SCRIPT
 
 
 rule preprocess_report:
@@ -98,14 +102,16 @@ rule preprocess_report:
         chunks=expand("results/{rec}/chunks", rec=RECORDINGS.index),
     output:
         "results/report/preprocess.tsv",
-    params:
-        code=code_version("preprocess"),  # the stage's library code
-        recordings=list(RECORDINGS.index),
-    resources:
-        **job_resources("preprocess_report"),
     log:
         "results/logs/preprocess_report/report.log",
+    benchmark:
+        "results/benchmarks/preprocess_report/report.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("preprocess_report"),
+    params:
+        **stage("preprocess", "preprocess_report"),
+        recordings=list(RECORDINGS.index),
     script:
-        "../scripts/preprocess_report.py"
+        STAGE_SCRIPT

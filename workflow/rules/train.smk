@@ -1,40 +1,42 @@
 rule dataset:
     input:
+        **feature_folders(RECORDINGS.index),
         aligned=expand("results/{rec}/aligned", rec=RECORDINGS.index),
         neutral=expand("results/{rec}/neutral.zarr", rec=RECORDINGS.index),
-        phonetic=expand(f"results/features/{FEATURES['phonetic'][0]}/{{rec}}", rec=RECORDINGS.index),
-        emotion=expand(f"results/features/{FEATURES['emotion'][0]}/{{rec}}", rec=RECORDINGS.index),
     output:
         directory("results/dataset/dataset.zarr"),
-    params:
-        code=code_version("dataset"),  # the stage's library code
-        dataset=config["dataset"],
-        roles=feature_roles(),
-    resources:
-        **job_resources("dataset"),
     log:
         "results/logs/dataset/dataset.log",
     benchmark:
         "results/benchmarks/dataset/dataset.tsv"
     conda:
         "../../envs/animote.yaml"
+    resources:
+        **job_resources("dataset"),
+    params:
+        **stage("dataset", "dataset"),
+        dataset=config["dataset"],
+        roles=feature_roles(),
     script:
-        "../scripts/dataset.py"
+        STAGE_SCRIPT
 
 
 # The tracking store and its experiment, created once before any training job writes to it.
 rule tracking_store:
     output:
         "results/mlflow/experiment.json",
-    params:
-        mlflow=config["mlflow"],
     log:
         "results/logs/tracking_store/store.log",
+    benchmark:
+        "results/benchmarks/tracking_store/store.tsv"
     localrule: True
     conda:
         "../../envs/animote.yaml"
+    params:
+        **stage("train", "tracking_store"),
+        mlflow=config["mlflow"],
     script:
-        "../scripts/tracking_store.py"
+        STAGE_SCRIPT
 
 
 # The sweep's MLflow parent run; its output holds the run id the training jobs nest under.
@@ -45,11 +47,15 @@ rule sweep_run:
         "results/train/{sweep}/parent_run.json",
     log:
         "results/logs/sweep_run/{sweep}.log",
+    benchmark:
+        "results/benchmarks/sweep_run/{sweep}.tsv"
     localrule: True
     conda:
         "../../envs/animote.yaml"
+    params:
+        **stage("train", "sweep_run"),
     script:
-        "../scripts/sweep_run.py"
+        STAGE_SCRIPT
 
 
 rule train:
@@ -60,23 +66,28 @@ rule train:
         model="results/train/{sweep}/{exp}/model.pt",
         run="results/train/{sweep}/{exp}/run.json",
         history="results/train/{sweep}/{exp}/history.tsv",
-        plot=report("results/train/{sweep}/{exp}/loss.png", caption="../report/loss.rst", category="Experiments",
-                    subcategory="{exp}", labels={"experiment": "{exp}", "figure": "loss curves"}),
-    params:
-        code=code_version("train"),  # the stage's library code
-        train=experiment_config,
-    threads: config["train"]["threads"]
-    resources:
-        gpu=experiment_gpu,
-        **job_resources("train"),
+        plot=report(
+            "results/train/{sweep}/{exp}/loss.png",
+            caption="../report/loss.rst",
+            category="Experiments",
+            subcategory="{exp}",
+            labels={"experiment": "{exp}", "figure": "loss curves"},
+        ),
     log:
         "results/logs/train/{sweep}/{exp}.log",
     benchmark:
         "results/benchmarks/train/{sweep}/{exp}.tsv"
     conda:
         "../../envs/animote.yaml"
+    threads: config["train"]["threads"]
+    resources:
+        **job_resources("train"),
+        gpu=experiment_gpu,
+    params:
+        **stage("train", "train"),
+        train=experiment_config,
     script:
-        "../scripts/train.py"
+        STAGE_SCRIPT
 
 
 rule sweep_summary:
@@ -86,13 +97,15 @@ rule sweep_summary:
         histories=expand("results/train/{{sweep}}/{exp}/history.tsv", exp=EXPERIMENTS),
     output:
         "results/train/{sweep}/sweep.tsv",
-    params:
-        code=code_version("train"),  # the stage's library code
-        configs=EXPERIMENTS,
     log:
         "results/logs/sweep_summary/{sweep}.log",
+    benchmark:
+        "results/benchmarks/sweep_summary/{sweep}.tsv"
     localrule: True
     conda:
         "../../envs/animote.yaml"
+    params:
+        **stage("train", "sweep_summary"),
+        configs=EXPERIMENTS,
     script:
-        "../scripts/sweep_summary.py"
+        STAGE_SCRIPT

@@ -14,10 +14,11 @@ import json
 import logging
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,7 @@ class DemoParams:
     sentence_offset: int  # the first sentence of the table read: disjoint offsets, disjoint text
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "DemoParams":
+    def from_config(cls, config: Mapping[str, Any]) -> DemoParams:
         d = dict(config["demo"])
         d["styles"] = {k: speech.Style(**v) for k, v in d["styles"].items()}
         d["pause_s"] = tuple(d["pause_s"])

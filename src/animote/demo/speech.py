@@ -93,7 +93,7 @@ class Style:
 
 
 def sentences() -> pd.DataFrame:
-    """Harvard sentences and CMU Arctic prompts (as read in the seed), packaged with animote."""
+    """Harvard sentences and CMU Arctic prompts (as read in the paper), packaged with animote."""
     with resources.files("animote").joinpath("data/sentences.tsv").open() as fh:
         return pd.read_csv(fh, sep="\t")
 

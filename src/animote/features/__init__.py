@@ -15,22 +15,31 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .align import resample_to_frames
 from .backends import SAMPLE_RATE, Backend, ModelUnavailable, cache_key, job_workers, make_backend, uses_torch
 
-__all__ = ["ROLES", "active_specs", "compute_features", "AlignedFeatures", "resample_to_frames", "cache_key",
+__all__ = ["ROLES", "FeatureSource", "active_specs", "compute_features", "AlignedFeatures", "resample_to_frames", "cache_key",
            "make_backend", "ModelUnavailable", "SAMPLE_RATE", "job_workers", "uses_torch"]
 
-ROLES = ("phonetic", "emotion")
+ROLES = ("phonetic", "emotion")  # the feature roles: the config names a backend for each, the network reads them
 
 
-def active_specs(features: Mapping[str, Any]) -> dict[str, tuple[str, dict]]:
-    """The phonetic and emotion backends the config selects: role -> (cache key, full spec).
+class FeatureSource(NamedTuple):
+    """Where a feature role's stores come from: the backend's cache key (its folder under
+    ``results/features/``) and its full spec."""
+
+    cache_key: str
+    spec: dict
+
+
+def active_specs(features: Mapping[str, Any]) -> dict[str, FeatureSource]:
+    """The backend the config selects for each role of :data:`ROLES`: role -> its source.
     The spec carries the config's ``offline`` and ``device`` so that they reach the job."""
     out = {}
     for role in ROLES:
@@ -39,7 +48,7 @@ def active_specs(features: Mapping[str, Any]) -> dict[str, tuple[str, dict]]:
             raise ValueError(f"config key 'features.{role}': {name!r} is not one of features.backends "
                              f"({', '.join(features['backends'])})")
         spec = dict(features["backends"][name], offline=features["offline"], device=features["device"])
-        out[role] = (cache_key(spec), spec)
+        out[role] = FeatureSource(cache_key(spec), spec)
     return out
 
 

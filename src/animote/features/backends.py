@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def _device(spec: Mapping[str, Any]) -> str:
     return want
 
 
-# Hub ids of the seed's models, by the folder name resources/README.md downloads them to.
+# Hub ids of the paper's models, by the folder name resources/README.md downloads them to.
 KNOWN_MODELS = {"wav2vec2-large-960h-lv60-self": "facebook/wav2vec2-large-960h-lv60-self",
                 "wav2vec2-large-robust-12-ft-emotion-msp-dim": "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"}
 
@@ -286,7 +287,6 @@ class Wav2Vec2(Backend):
             Wav2Vec2FeatureExtractor,
             Wav2Vec2Model,
         )
-
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a loading bar per job is noise in logs and on the command line
@@ -341,7 +341,7 @@ class Wav2Vec2(Backend):
                     layer=int(self.spec.get("layer", -1)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def emotion_model_class():
     """audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim, as its model card defines it:
     a Wav2Vec2 encoder, mean pooling over time, a regression head (arousal, dominance, valence)."""

@@ -1,12 +1,13 @@
-"""Stage entry point of the dataset: per chunk of every recording, the aligned meshes, the
+"""The dataset stage (rule ``dataset``): per chunk of every recording, the aligned meshes, the
 neutral mesh and the active feature stores, joined into one dataset store."""
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .. import RecordingError
 from ..dataset import ChunkData, SplitParams, assign_splits, content_hash, offsets_and_mask, write_dataset
@@ -27,7 +28,15 @@ def _by_chunk(paths: Sequence, what: str, *names: str) -> dict[tuple[str, str], 
     return out
 
 
-def build_dataset(aligned: Sequence, neutral: Sequence, features: Mapping[str, Sequence],
+def dataset(*, input, output, params, **_) -> dict:
+    """Rule ``dataset``: :func:`build_dataset` of the stores in ``input`` (``aligned``, ``neutral``
+    and each feature role of ``params.roles``, role -> {cache_key, spec})."""
+    features = {role: getattr(input, role) for role in params.roles}
+    return build_dataset(input.aligned, input.neutral, features, roles=params.roles,
+                         dataset_config=params.dataset, out_store=output[0])
+
+
+def build_dataset(aligned: Sequence, neutral: Sequence, features: Mapping[str, Sequence], *,
                   roles: Mapping[str, Mapping[str, Any]], dataset_config: Mapping[str, Any],
                   out_store: str | Path) -> dict:
     """Join every chunk's aligned meshes, its recording's neutral mesh and each role's features.

@@ -1,5 +1,6 @@
-"""Stage entry points of evaluation: one trained experiment on the test split, the baselines on
-the same split, and the sweep's report tables."""
+"""Evaluation, on file paths: one trained experiment on the test split (rule ``evaluate``), the
+baselines on the same split (``evaluate_baseline``), and the sweep's report tables
+(``sweep_report``). One function per rule, named like it (:mod:`animote.stages`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -56,21 +58,21 @@ def video_page(folder: str | Path, title: str, caption: str) -> None:
     (Path(folder) / "index.html").write_text(page)
 
 
-def evaluate_experiment(dataset_store: str | Path, model_path: str | Path, run_json: str | Path,
-                        chunk_dirs: Mapping[str, str], settings: Mapping[str, Any], name: str,
-                        out: Mapping[str, str | Path], threads: int | None = None) -> dict:
-    """Load the checkpoint, predict the test split, score it, draw it, and log it all into the
-    experiment's MLflow run. ``out``: metrics (json), regions (tsv), mesh, error_map, lip_gap
-    (png), video (a folder: the mp4 and its page)."""
+def evaluate(*, input, output, params, wildcards, threads=None, **_) -> dict:
+    """Load the checkpoint ``input.model`` of experiment ``wildcards.exp``, predict the evaluation
+    split of ``input.dataset``, score it, draw it, and log it all into the experiment's MLflow run
+    (``input.run``). ``output``: metrics (json), regions (tsv), mesh, error_map, lip_gap (png),
+    video (a folder: the mp4 and its page); ``params.chunk_dirs``: recording -> chunk folder."""
     t0 = time.perf_counter()
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    dataset = Dataset(dataset_store)
-    result, split, pred = score_checkpoint(dataset, model_path, settings)
+    name, settings, out, chunk_dirs = wildcards.exp, params.evaluate, output, params.chunk_dirs
+    dataset = Dataset(input.dataset)
+    result, split, pred = score_checkpoint(dataset, input.model, settings)
     result["experiment"] = name
-    _write_scores(result, out["metrics"], out["regions"])
+    _write_scores(result, out.metrics, out.regions)
     s = result["summary"]
     log.info("experiment '%s' on %d %s frames: %s", name, s["frames"], settings["split"],
              ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k != "frames"))
@@ -78,25 +80,25 @@ def evaluate_experiment(dataset_store: str | Path, model_path: str | Path, run_j
     # pictures: one frame (the widest true mouth of the first chunk), per-vertex error, lip gap
     f = showcase_frame(split, 0)
     rec, ch = split.names[0]
-    mesh_comparison(split.neutral[f] + split.offsets[f], split.neutral[f] + pred[f], out["mesh"],
+    mesh_comparison(split.neutral[f] + split.offsets[f], split.neutral[f] + pred[f], out.mesh,
                     f"{name}: {rec}/{ch} frame {f - split.bounds[0][0]} (widest true mouth)")
-    error_map(dataset.neutral[split.names[0][0]], per_vertex_error(split, pred), out["error_map"],
+    error_map(dataset.neutral[split.names[0][0]], per_vertex_error(split, pred), out.error_map,
               f"{name}: mean vertex error over the {settings['split']} frames")
     c = split.chunk(0)
     lip_gap_plot(dataset.fps, inner_lip_gap(split.offsets[c], split.neutral[c]), inner_lip_gap(pred[c], split.neutral[c]),
-                 out["lip_gap"], f"{name}: inner-lip gap, {rec}/{ch} (lag {s['lip_sync_lag']:+.0f} frames, "
+                 out.lip_gap, f"{name}: inner-lip gap, {rec}/{ch} (lag {s['lip_sync_lag']:+.0f} frames, "
                  f"r {s['lip_sync_corr']:.2f} over the split)", split.mask[c])
-    video_seconds = render_test_video(split, pred, dataset.fps, chunk_dirs, settings, name, out["video"], s)
+    video_seconds = render_test_video(split, pred, dataset.fps, chunk_dirs, settings, name, out.video, s)
     log.info("experiment '%s': pictures and a %.1f s video in %.1f s", name, video_seconds, time.perf_counter() - t0)
 
-    info = json.loads(Path(run_json).read_text())
+    info = json.loads(Path(input.run).read_text())
     tracking.log_to_run(info["tracking_uri"], info["run_id"],
                         {f"{settings['split']}_{k}": v for k, v in s.items()}
                         | {f"{settings['split']}_{k}_{region}": row[k] for region, row in result["regions"].items()
                            for k in ("r2", "mse")}
                         | {f"{settings['split']}_{k}_ci_{end}": v for k, ci in result["intervals"]["ci"].items()
                            for end, v in zip(("lo", "hi"), ci)},
-                        [out["metrics"], out["regions"], out["mesh"], out["error_map"], out["lip_gap"], out["video"]],
+                        [out.metrics, out.regions, out.mesh, out.error_map, out.lip_gap, out.video],
                         artifact_path="evaluation", tags={"animote.evaluated_split": settings["split"]})
     return result
 
@@ -142,11 +144,12 @@ def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Ma
     return n / fps
 
 
-def evaluate_baseline(dataset_store: str | Path, baseline: str, roles: Sequence[str], settings: Mapping[str, Any],
-                      out_json: str | Path, out_regions: str | Path) -> dict:
-    """``mean_offset``, or ``ridge`` on ``roles``: fitted on the training split (ridge's alpha on
+def evaluate_baseline(*, input, output, params, **_) -> dict:
+    """Baseline ``params.kind``, ``mean_offset`` or ``ridge`` on the feature roles ``params.roles``:
+    fitted on the training split of ``input.dataset`` (ridge's context and alpha chosen on
     validation), scored on the evaluation split by the same code as the network."""
-    dataset = Dataset(dataset_store)
+    baseline, roles, settings = params.kind, params.roles, params.evaluate
+    dataset = Dataset(input.dataset)
     split = load_split(dataset, settings["split"], roles)
     info: dict[str, Any] = {"baseline": baseline, "roles": list(roles), "split": settings["split"]}
     if baseline == "mean_offset":
@@ -165,7 +168,7 @@ def evaluate_baseline(dataset_store: str | Path, baseline: str, roles: Sequence[
         raise ValueError(f"unknown baseline {baseline!r} (mean_offset or ridge)")
     result = score(dataset, split, pred, settings["loss"], settings["max_lag"], settings["bootstrap"])
     result.update(info)
-    _write_scores(result, out_json, out_regions)
+    _write_scores(result, output.metrics, output.regions)
     log.info("baseline %s (%s): %s", baseline, "+".join(roles),
              ", ".join(f"{k} {v:.4g}" for k, v in result["summary"].items()))
     log.info("95 %% intervals over %d test windows: %s", result["intervals"]["windows"],
@@ -212,18 +215,20 @@ def verdict_sentences(experiments: Mapping[str, dict], ridge: Mapping[str, dict]
 
 
 R2_NOTE = ("R² (offsets) measures the motion from the neutral mesh: 0 is predicting the test frames' mean "
-           "offset, 1 is perfect. The seed's R² on absolute vertex positions is shown beside it, as the seed "
+           "offset, 1 is perfect. The paper's R² on absolute vertex positions is shown beside it, as the paper "
            "reported it: the spread of the vertices across the face dominates its denominator. Read the "
            "offsets column.")
-DIGITS = {"test R² (absolute, the seed's)": ".6f", "lip-sync lag (frames)": "+.0f"}
+DIGITS = {"test R² (absolute, the paper's)": ".6f", "lip-sync lag (frames)": "+.0f"}
 
 
-def sweep_report(sweep: str, names: Sequence[str], configs: Mapping[str, Mapping], defaults: Mapping[str, Any],
-                 evaluations: Sequence, baselines: Mapping[str, str], parent_json: str | Path,
-                 out: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
+def sweep_report(*, input, output, params, wildcards, **_) -> dict[str, pd.DataFrame]:
     """The sweep table (Fig 4.3 columns, honest metrics, baselines as rows), the ablation table
     (Fig 4.4) and the features table per region; TSV, HTML and Markdown; logged into the sweep's
-    parent run. ``baselines``: label -> metrics json."""
+    parent run (``input.parent``). ``params``: configs (experiment -> training config), defaults
+    (the ``train:`` section), baselines (label -> metrics json); ``input.evaluations`` in the order
+    of the configs."""
+    sweep, configs, defaults, baselines = wildcards.sweep, params.configs, params.defaults, params.baselines
+    names, out = list(configs), {k: v for k, v in output.items()}
     from ..report import ablation_table, features_table, html_page, markdown_table, sweep_table
 
     def with_intervals(ev: dict) -> dict:
@@ -232,7 +237,7 @@ def sweep_report(sweep: str, names: Sequence[str], configs: Mapping[str, Mapping
                 "region_ci": iv.get("regions", {}), "samples": iv.get("samples", {})}
 
     experiments = {}
-    for name, eval_json in zip(names, evaluations):
+    for name, eval_json in zip(names, input.evaluations):
         ev = json.loads(Path(eval_json).read_text())
         experiments[name] = {"config": configs[name], "train": ev["train_metrics"], **with_intervals(ev)}
     base = {label: {**(b := json.loads(Path(path).read_text())), **with_intervals(b)}
@@ -245,7 +250,7 @@ def sweep_report(sweep: str, names: Sequence[str], configs: Mapping[str, Mapping
     if "baseline: mean offset" in base:
         mean_abs = base["baseline: mean offset"]["test"]["r2_absolute"]
         verdict.append(f"The mean-offset baseline's R² on absolute positions is {mean_abs:.6f} and on offsets "
-                       f"{base['baseline: mean offset']['test']['r2']:.3f}: the seed's absolute R² cannot tell a "
+                       f"{base['baseline: mean offset']['test']['r2']:.3f}: the paper's absolute R² cannot tell a "
                        f"face that moves right from one that does not move.")
     n_base = len(base)
     pages = {
@@ -256,7 +261,7 @@ def sweep_report(sweep: str, names: Sequence[str], configs: Mapping[str, Mapping
                    "true minus predicted (positive: the prediction's brows and eyes move less). "
                    "Italic rows are baselines, fitted on the training split and scored by the same code."],
                   list(range(len(sweep_df) - n_base, len(sweep_df)))),
-        "ablation": (f"Sweep {sweep}: ablations (seed Fig 4.4)", ablation_df,
+        "ablation": (f"Sweep {sweep}: ablations (paper Fig 4.4)", ablation_df,
                      ["Each experiment against the `train:` defaults; ΔR² is its test R² (offsets) minus the "
                       "one of the experiment that changes nothing. Italic rows: the ridge baselines, for scale."],
                      [i for i, e in enumerate(ablation_df["experiment"]) if e.startswith("baseline: ")]),
@@ -271,7 +276,7 @@ def sweep_report(sweep: str, names: Sequence[str], configs: Mapping[str, Mapping
     with atomic_path(out["markdown"]) as tmp:
         Path(tmp).write_text("\n".join(f"## {title}\n\n" + "\n\n".join(paras) + "\n\n" + markdown_table(df, DIGITS)
                                        for title, df, paras, _ in pages.values()))
-    parent = json.loads(Path(parent_json).read_text())
+    parent = json.loads(Path(input.parent).read_text())
     tracking.log_to_run(parent["tracking_uri"], parent["run_id"],
                         {f"{n}.test_r2": e["test"]["r2"] for n, e in experiments.items()}
                         | {re.sub(r"[^\w.\- /]", "_", k) + ".test_r2": b["test"]["r2"] for k, b in base.items()},

@@ -1,24 +1,26 @@
-"""Stage entry points of the audio feature stage, on file paths: one backend for every chunk of a
-recording (one process, the model loaded once, a store per chunk), and the per-recording report
-of the active stores."""
+"""The audio feature stage, on file paths: one backend for every chunk of a recording (rule
+``audio_features``: one process, the model loaded once, a store per chunk), and the per-recording
+report of the active stores (rule ``features_report``). One function per rule, named like it
+(:mod:`animote.stages`)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import RecordingError
 from ..chunks import find_chunk, load_chunks
-from ..features import Backend, compute_features, job_workers, make_backend
+from ..features import ROLES, Backend, compute_features, job_workers, make_backend
 from ..media import read_wav
 from ..store import read_store, stores_in, write_store
 from ..util import atomic_path
-from ..workers import TaskFailed, run_tasks
+from ..workers import run_chunks
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,12 @@ def features_chunk_task(chunk_dir: str, chunk_id: str, spec: dict, out_store: st
     return features_chunk(chunk_dir, chunk_id, _LOADED[key], out_store)
 
 
-def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: str | Path,
+def audio_features(*, input, output, params, threads, **_) -> list[dict]:
+    """Rule ``audio_features``: :func:`features_recording` of the backend ``params.spec``."""
+    return features_recording(input.chunks, params.spec, output[0], workers=threads)
+
+
+def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: str | Path, *,
                        workers: int = 1) -> list[dict]:
     """One backend's features for every chunk of a recording: a folder of per-chunk stores
     (``cNNN.zarr``), written under a temporary name and renamed when every chunk is done. The
@@ -68,16 +75,9 @@ def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: 
     workers = min(job_workers(spec, workers), len(chunks))
     with atomic_path(out_dir) as tmp:
         Path(tmp).mkdir(parents=True)
-        if workers == 1:
-            backend = make_backend(spec)
-            done = [features_chunk(chunk_dir, c.chunk, backend, Path(tmp) / f"{c.chunk}.zarr") for c in chunks]
-        else:
-            tasks = [dict(chunk_dir=str(chunk_dir), chunk_id=c.chunk, spec=dict(spec),
-                          out_store=str(Path(tmp) / f"{c.chunk}.zarr")) for c in chunks]
-            try:
-                done = run_tasks("animote.stages.features:features_chunk_task", tasks, workers)
-            except TaskFailed as exc:  # the worker's message already names the recording and chunk
-                raise RecordingError(recording, str(exc).removeprefix(f"recording '{recording}': ")) from None
+        tasks = [dict(chunk_dir=str(chunk_dir), chunk_id=c.chunk, spec=dict(spec),
+                      out_store=str(Path(tmp) / f"{c.chunk}.zarr")) for c in chunks]
+        done = run_chunks("animote.stages.features:features_chunk_task", tasks, workers, recording, "chunks")
     log.info("recording '%s': %s features for %d chunks (%d at a time), real-time factor %.3f overall", recording,
              done[0]["cache_key"], len(done), workers,
              sum(a["real_time_factor"] * c.n_frames / c.fps for a, c in zip(done, chunks))
@@ -85,12 +85,15 @@ def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: 
     return done
 
 
-def features_report(recording: str, stores: Mapping[str, list], chunk_dir: str | Path, out_tsv: str | Path):
-    """Per chunk and role: frames (checked against the chunk), dimension, backend, real-time factor.
-    ``stores``: role -> stores, or folders of per-chunk stores; every chunk must have one."""
-    chunks = {c.chunk: c for c in load_chunks(chunk_dir)}
+def features_report(*, input, output, wildcards, **_) -> pd.DataFrame:
+    """Per chunk and feature role: frames (checked against the chunk), dimension, backend,
+    real-time factor. ``input.<role>`` is each role's folder of per-chunk stores (every chunk of
+    ``input.chunks`` must have one)."""
+    recording = wildcards.rec
+    chunks = {c.chunk: c for c in load_chunks(input.chunks)}
     rows = []
-    for role, paths in stores.items():
+    for role in ROLES:
+        paths = getattr(input, role)
         paths = stores_in(paths)
         missing = sorted(set(chunks) - {Path(p).stem for p in paths})
         if missing:
@@ -106,6 +109,6 @@ def features_report(recording: str, stores: Mapping[str, list], chunk_dir: str |
                          "cache_key": attrs["cache_key"], "frames": len(f), "dim": f.shape[1],
                          "real_time_factor": attrs["real_time_factor"]})
     df = pd.DataFrame(rows)
-    with atomic_path(out_tsv) as tmp:
+    with atomic_path(output[0]) as tmp:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
     return df

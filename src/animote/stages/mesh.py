@@ -1,4 +1,6 @@
-"""Stage entry points of the face mesh half of the DAG, on file paths."""
+"""The face mesh half of the DAG, on file paths: landmarks per chunk (rule ``face_mesh``), then
+the neutral mesh, head pose removed and the summary (rule ``align_mesh``). One function per rule,
+named like it (:mod:`animote.stages`)."""
 
 from __future__ import annotations
 
@@ -23,18 +25,20 @@ from ..mesh import (
     landmarks_of_image,
     lip_gap,
     neutral_from_frames,
+    quiet_frames,
     remove_pose,
     to_isotropic,
     track_frames,
 )
+from ..render import mesh_preview
 from ..store import read_store, stores_in, write_store
 from ..util import atomic_path, remove_path
-from ..workers import TaskFailed, run_tasks
+from ..workers import run_chunks
 
 log = logging.getLogger(__name__)
 
 
-def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out_store: str | Path,
+def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out_store: str | Path, *,
                params: TrackParams, source_key: str = "") -> dict:
     """Landmarks for every frame of one chunk, streamed from the video, into a Zarr store.
     ``source_key`` is recorded with it (see ``mesh_recording``)."""
@@ -80,10 +84,17 @@ def chunk_source_key(chunk, info: ProbeInfo, params: TrackParams, code: str = ""
 def mesh_chunk_task(chunk_dir: str, chunk_id: str, probe_json: str, out_store: str, params: dict,
                     source_key: str) -> dict:
     """``mesh_chunk`` with plain arguments, as a worker process runs it (animote.workers)."""
-    return mesh_chunk(chunk_dir, chunk_id, probe_json, out_store, TrackParams(**params), source_key)
+    return mesh_chunk(chunk_dir, chunk_id, probe_json, out_store, params=TrackParams(**params), source_key=source_key)
 
 
-def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str | Path, params: TrackParams,
+def face_mesh(*, input, output, params, threads, **_) -> list[dict]:
+    """Rule ``face_mesh``: :func:`mesh_recording` over ``input.chunks``, ``threads`` chunks at once,
+    resumable under the stage's code hash (``params.code``)."""
+    return mesh_recording(input.chunks, input.info, output[0], TrackParams(**params.mesh), workers=threads,
+                          code=params.code)
+
+
+def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str | Path, params: TrackParams, *,
                    workers: int = 1, code: str = "") -> list[dict]:
     """Landmarks for every chunk of a recording: a folder with a store per chunk (``cNNN.zarr``).
 
@@ -133,22 +144,9 @@ def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str |
     tasks = [dict(chunk_dir=str(chunk_dir), chunk_id=c.chunk, probe_json=str(probe_json),
                   out_store=str(partial / f"{c.chunk}.zarr"), params=asdict(params), source_key=keys[c.chunk])
              for c in todo]
-    try:
-        if workers == 1:  # in this process
-            for i, task in enumerate(tasks):
-                try:
-                    done[task["chunk_id"]] = mesh_chunk_task(**task)
-                except Exception as exc:
-                    raise TaskFailed(i, str(exc)) from exc
-        elif tasks:
-            for task, attrs in zip(tasks, run_tasks("animote.stages.mesh:mesh_chunk_task", tasks, workers)):
-                done[task["chunk_id"]] = attrs
-    except TaskFailed as exc:
-        done.update({tasks[i]["chunk_id"]: attrs for i, attrs in exc.done.items()})
-        chunk_id = tasks[exc.index]["chunk_id"]
-        prefix = f"recording '{recording}' chunk {chunk_id}: "
-        raise RecordingError(recording, f"chunk {chunk_id}: {str(exc).removeprefix(prefix)} ({len(done)} of "
-                                        f"{len(chunks)} chunks done, kept in {partial} for the next run)") from None
+    results = run_chunks("animote.stages.mesh:mesh_chunk_task", tasks, workers, recording, "chunks to track",
+                         kept=str(partial))
+    done.update((task["chunk_id"], attrs) for task, attrs in zip(tasks, results))
     if out_dir.exists():
         remove_path(out_dir)
     os.replace(partial, out_dir)
@@ -165,7 +163,7 @@ def _frame_energy(wav: str | Path, n_frames: int, fps: float) -> np.ndarray:
     return (sq[bounds[1:]] - sq[bounds[:-1]]) / np.maximum(np.diff(bounds), 1)
 
 
-def neutral_mesh(recording: str, mesh_stores, chunk_dir: str | Path, neutral_image: str | None,
+def neutral_mesh(recording: str, mesh_stores, chunk_dir: str | Path, *, neutral_image: str | None,
                  out_store: str | Path, params: NeutralParams, max_frames: int = 3000) -> str:
     """The recording's neutral mesh (isotropic), from its reference image when the sheet names
     one, else from the recording's quiet frames. Refuses a recording whose face is missing too
@@ -196,15 +194,8 @@ def neutral_mesh(recording: str, mesh_stores, chunk_dir: str | Path, neutral_ima
         neutral = to_isotropic(lm, image.shape[1], image.shape[0]).astype(np.float32)
         source, used = f"reference image {Path(neutral_image).name}", 1
     else:
-        energies = [_frame_energy(chunks[m["chunk"]].audio, m["n_frames"], m["fps"]) for m in metas]
-        e_all = np.concatenate(energies)
-        quiet = e_all <= np.quantile(e_all[found_all], params.silence_quantile)
-        pick = found_all & quiet
-        if pick.sum() < 10:
-            pick = found_all.copy()
-        idx = np.flatnonzero(pick)
-        if len(idx) > max_frames:
-            idx = idx[np.linspace(0, len(idx) - 1, max_frames).astype(int)]
+        energy = np.concatenate([_frame_energy(chunks[m["chunk"]].audio, m["n_frames"], m["fps"]) for m in metas])
+        idx = quiet_frames(found_all, energy, params.silence_quantile, max_frames)
         offsets = np.cumsum([0] + [len(f) for f in founds])
         meshes = []
         for k, (store, meta) in enumerate(zip(mesh_stores, metas)):
@@ -251,7 +242,7 @@ def align_recording(mesh_stores: list, neutral_store: str | Path, out_dir: str |
 
 
 def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral_store: str | Path,
-                chunk_dir: str | Path, probe_json: str | Path, out_tsv: str | Path,
+                chunk_dir: str | Path, *, probe_json: str | Path, out_tsv: str | Path,
                 out_png: str | Path) -> pd.DataFrame:
     """Per-chunk summary (frames, face share, pose residual, lip gap range) and the picture."""
     rows, first = [], None
@@ -283,44 +274,19 @@ def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral
         raw = int(chunk.raw_frames[first[1]])
         frame = next(iter_frames(chunk.video, raw, 1, info)).copy()
         lm = read_store(first[2], "landmarks")[0]["landmarks"][first[1]]
-    _write_preview(out_png, frame, lm, neutral["neutral"], f"{recording} {first[0] if first else ''}",
+    mesh_preview(out_png, frame, lm, neutral["neutral"], f"{recording} {first[0] if first else ''}",
                    n_attrs["source"])
     return df
 
 
-def align_and_report(recording: str, mesh_stores, chunk_dir: str | Path, probe_json: str | Path,
-                     neutral_image: str | None, params: NeutralParams, neutral_out: str | Path,
-                     aligned_out: str | Path, summary_out: str | Path, preview_out: str | Path) -> pd.DataFrame:
-    """What follows the landmarks, in one process: the neutral mesh (:func:`neutral_mesh`), head
-    pose removed from every chunk (:func:`align_recording`), and the summary with its picture
-    (:func:`mesh_report`). Each takes about as long as a job's start-up."""
-    neutral_mesh(recording, mesh_stores, chunk_dir, neutral_image, neutral_out, params)
-    align_recording(mesh_stores, neutral_out, aligned_out)
-    return mesh_report(recording, mesh_stores, aligned_out, neutral_out, chunk_dir, probe_json, summary_out,
-                       preview_out)
-
-
-def _write_preview(path, frame: np.ndarray, landmarks: np.ndarray | None, neutral: np.ndarray, title: str,
-                   source: str, panel: int = 512) -> None:
-    h, w = frame.shape[:2]
-    scale = panel / max(h, w)
-    left = cv2.resize(frame, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
-    left = np.ascontiguousarray(left)
-    if landmarks is not None:
-        for x, y in landmarks[:, :2] * [left.shape[1], left.shape[0]]:
-            cv2.circle(left, (int(round(x)), int(round(y))), 1, (0, 255, 0), -1, cv2.LINE_AA)
-    right = np.full((panel, panel, 3), 255, np.uint8)
-    pts = neutral[:, :2]
-    lo, span = pts.min(axis=0), np.ptp(pts, axis=0).max()
-    xy = (pts - lo) / span * panel * 0.8 + panel * 0.1
-    for x, y in xy:
-        cv2.circle(right, (int(round(x)), int(round(y))), 2, (40, 40, 200), -1, cv2.LINE_AA)
-    canvas = np.full((max(left.shape[0], panel) + 30, left.shape[1] + panel, 3), 255, np.uint8)
-    canvas[30:30 + left.shape[0], :left.shape[1]] = left
-    canvas[30:30 + panel, left.shape[1]:] = right
-    cv2.putText(canvas, f"{title}: landmarks on the frame", (5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
-    cv2.putText(canvas, f"neutral mesh: {source[:48]}", (left.shape[1] + 5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                (0, 0, 0), 1)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(png.tobytes())
+def align_mesh(*, input, output, params, wildcards, **_) -> pd.DataFrame:
+    """Rule ``align_mesh``, what follows the landmarks, in one process: the neutral mesh
+    (:func:`neutral_mesh`; from ``params.image`` when the sheet names one), head pose removed from
+    every chunk (:func:`align_recording`), and the summary with its picture (:func:`mesh_report`).
+    Each takes about as long as a job's start-up."""
+    recording, meshes = wildcards.rec, input.meshes
+    neutral_mesh(recording, meshes, input.chunks, neutral_image=params.image, out_store=output.neutral,
+                 params=NeutralParams(**params.mesh))
+    align_recording(meshes, output.neutral, output.aligned)
+    return mesh_report(recording, meshes, output.aligned, output.neutral, input.chunks, probe_json=input.info,
+                       out_tsv=output.summary, out_png=output.preview)

@@ -1,12 +1,12 @@
-"""Stage entry points of training: the tracking store, the sweep's parent run, one experiment's
-training job, and the sweep summary."""
+"""Training, on file paths: the tracking store (rule ``tracking_store``), the sweep's parent run
+(``sweep_run``), one experiment's training job (``train``) and the sweep summary
+(``sweep_summary``). One function per rule, named like it (:mod:`animote.stages`)."""
 
 from __future__ import annotations
 
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
@@ -19,25 +19,27 @@ from ..util import atomic_path, git_commit
 log = logging.getLogger(__name__)
 
 
-def init_tracking(mlflow_config: Mapping[str, Any], out_json: str | Path) -> str:
-    """Create the tracking store and the experiment once, before any training job."""
+def tracking_store(*, output, params, **_) -> str:
+    """Create the tracking store and the experiment once (``params.mlflow``), before any training job."""
+    mlflow_config = params.mlflow
     return tracking.init_store(mlflow_config["tracking_uri"], mlflow_config["experiment"],
-                               mlflow_config["artifact_location"], out_json)
+                               mlflow_config["artifact_location"], output[0])
 
 
-def start_sweep(store_json: str | Path, sweep: str, out_json: str | Path) -> str:
+def sweep_run(*, input, output, wildcards, **_) -> str:
     """Open the sweep's parent run. Its experiments are not its parameters, so that adding or
     editing one does not start a new parent run (and retrain the others)."""
-    return tracking.start_sweep(store_json, sweep, out_json)
+    return tracking.start_sweep(input[0], wildcards.sweep, output[0])
 
 
-def train_experiment(dataset_store: str | Path, parent_json: str | Path, name: str, train_config: Mapping[str, Any],
-                     out_model: str | Path, out_run: str | Path, out_history: str | Path, out_plot: str | Path,
-                     progress: bool = True) -> dict:
-    """Train one experiment in its own MLflow child run; write the best checkpoint, the run id,
-    the per-epoch history and the loss plot. Returns the best epoch's metrics."""
-    cfg = TrainConfig.from_dict(train_config)
-    dataset = Dataset(dataset_store)
+def train(*, input, output, params, wildcards, **_) -> dict:
+    """Train experiment ``wildcards.exp`` (its full training config ``params.train``) in its own
+    MLflow child run under ``input.parent``; write the best checkpoint (``output.model``), the run
+    id (``output.run``), the per-epoch history and the loss plot. Returns the best epoch's metrics."""
+    name, parent_json = wildcards.exp, input.parent
+    out_model, out_history, out_plot = output.model, output.history, output.plot
+    cfg = TrainConfig.from_dict(params.train)
+    dataset = Dataset(input.dataset)
     params = {**flatten(cfg.to_dict()), "dataset_hash": dataset.hash,
               **{f"features.{r}": dataset.roles[r]["cache_key"] for r in cfg.roles}}
     from .. import __version__
@@ -46,7 +48,7 @@ def train_experiment(dataset_store: str | Path, parent_json: str | Path, name: s
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
     with tracking.ExperimentRun(parent_json, name, params, tags) as run:
-        result = fit(dataset, cfg, on_epoch=lambda row: run.log_epoch(row, step=int(row["epoch"])), progress=progress)
+        result = fit(dataset, cfg, on_epoch=lambda row: run.log_epoch(row, step=int(row["epoch"])))
         summary = {"best_epoch": result.best_epoch,
                    **{f"best_{k}": v for k, v in result.best.items() if k != "epoch"},
                    **{f"val_mean_offset_{k}": v for k, v in result.baseline.items()}}
@@ -64,7 +66,7 @@ def train_experiment(dataset_store: str | Path, parent_json: str | Path, name: s
                 "tracking_uri": run.parent["tracking_uri"], "experiment_id": run.parent["experiment_id"],
                 "best_epoch": result.best_epoch, "device": result.device, "amp": result.amp_dtype,
                 "best": result.best, "val_mean_offset": result.baseline}
-    with atomic_path(out_run) as tmp:
+    with atomic_path(output.run) as tmp:
         Path(tmp).write_text(json.dumps(info, indent=1))
     log.info("experiment '%s': best epoch %d of %d, %s; mean-offset baseline: %s", name, result.best_epoch,
              cfg.epochs, ", ".join(f"{k} {v:.4f}" for k, v in result.best.items() if k.startswith("val_")),
@@ -72,13 +74,14 @@ def train_experiment(dataset_store: str | Path, parent_json: str | Path, name: s
     return summary
 
 
-def sweep_summary(parent_json: str | Path, names: Sequence[str], configs: Mapping[str, Mapping[str, Any]],
-                  runs: Sequence, histories: Sequence, out_tsv: str | Path) -> pd.DataFrame:
-    """One row per experiment (the seed's Fig 4.3 columns so far: learning rate, batch size, epochs,
-    heads, train and validation loss and R² at the best epoch); logged into the parent run, which
-    it closes."""
+def sweep_summary(*, input, output, params, **_) -> pd.DataFrame:
+    """One row per experiment of ``params.configs`` (name -> training config; the paper's Fig 4.3
+    columns so far: learning rate, batch size, epochs, heads, train and validation loss and R² at
+    the best epoch); logged into the parent run ``input.parent``, which it closes."""
+    configs, out_tsv = params.configs, output[0]
+    names = list(configs)
     rows = []
-    for name, run_json, hist in zip(names, runs, histories):
+    for name, run_json, hist in zip(names, input.runs, input.histories):
         info = json.loads(Path(run_json).read_text())
         h = pd.read_csv(hist, sep="\t")
         best = h.loc[h.epoch == info["best_epoch"]].iloc[0]
@@ -92,5 +95,5 @@ def sweep_summary(parent_json: str | Path, names: Sequence[str], configs: Mappin
     with atomic_path(out_tsv) as tmp:
         df.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
     summary = {f"{r['experiment']}.val_loss": r.get("val_loss") for r in rows}
-    tracking.finish_sweep(parent_json, list(names), summary, [out_tsv])
+    tracking.finish_sweep(input.parent, names, summary, [out_tsv])
     return df
