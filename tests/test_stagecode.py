@@ -80,3 +80,16 @@ def test_an_edit_to_a_drawing_function_changes_the_stages_that_draw(tmp_path):
 def test_an_unknown_stage_is_refused():
     with pytest.raises(FileNotFoundError, match="no stage 'nope'"):
         code_version("nope")
+
+
+def test_no_stage_function_takes_more_than_five_positional_arguments():
+    """Past five, a call site reads as a row of values: name them (keyword-only arguments)."""
+    import ast
+
+    crowded = []
+    for path in sorted((ROOT / "stages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if len(node.args.posonlyargs) + len(node.args.args) > 5:
+                    crowded.append(f"{path.name}:{node.name}")
+    assert not crowded, crowded

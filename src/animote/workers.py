@@ -108,13 +108,14 @@ def _resolve(function: str):
 
 
 def run_chunks(function: str, tasks: list[dict[str, Any]], workers: int, recording: str, what: str,
-               kept: str = "") -> list[dict]:
+               kept: str = "", passthrough: tuple[type[BaseException], ...] = ()) -> list[dict]:
     """A recording's chunk tasks (each with its ``chunk_id``), ``function`` on each: in this process
     when there is one worker (the same entry point, no start-up), else in ``workers`` worker
     processes (:func:`run_tasks`). Results in task order. The first failure raises
     :class:`animote.RecordingError` naming the recording and the chunk (after the chunks already
     running finish), saying how many of ``what`` were done and, with ``kept``, where they are
-    kept; its ``done`` holds the finished chunks' results by chunk id."""
+    kept; its ``done`` holds the finished chunks' results by chunk id. In this process, an error of
+    a ``passthrough`` type (one that is not about a chunk: a model missing) is raised as it is."""
     from . import RecordingError
 
     try:
@@ -124,6 +125,8 @@ def run_chunks(function: str, tasks: list[dict[str, Any]], workers: int, recordi
         for i, task in enumerate(tasks):
             try:
                 done[i] = func(**task)
+            except passthrough:
+                raise
             except Exception as exc:
                 raise TaskFailed(i, str(exc), done) from exc
         return [done[i] for i in range(len(tasks))]

@@ -88,7 +88,8 @@ def evaluate(*, input, output, params, wildcards, threads=None, **_) -> dict:
     lip_gap_plot(dataset.fps, inner_lip_gap(split.offsets[c], split.neutral[c]), inner_lip_gap(pred[c], split.neutral[c]),
                  out.lip_gap, f"{name}: inner-lip gap, {rec}/{ch} (lag {s['lip_sync_lag']:+.0f} frames, "
                  f"r {s['lip_sync_corr']:.2f} over the split)", split.mask[c])
-    video_seconds = render_test_video(split, pred, dataset.fps, chunk_dirs, settings, name, out.video, s)
+    video_seconds = render_test_video(split, pred, dataset.fps, chunk_dirs, settings=settings, name=name,
+                                      folder=out.video, summary=s)
     log.info("experiment '%s': pictures and a %.1f s video in %.1f s", name, video_seconds, time.perf_counter() - t0)
 
     info = json.loads(Path(input.run).read_text())
@@ -119,7 +120,7 @@ def score_checkpoint(dataset: Dataset, model_path: str | Path, settings: Mapping
     return result, split, pred
 
 
-def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Mapping[str, str],
+def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Mapping[str, str], *,
                       settings: Mapping[str, Any], name: str, folder: str | Path, summary: Mapping) -> float:
     """The first chunk of the split: truth and prediction side by side, with the chunk's audio."""
     rec, ch = split.names[0]

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import RecordingError
 from ..chunks import find_chunk, load_chunks
-from ..features import ROLES, Backend, compute_features, job_workers, make_backend
+from ..features import ROLES, Backend, ModelUnavailable, compute_features, job_workers, make_backend
 from ..media import read_wav
 from ..store import read_store, stores_in, write_store
 from ..util import atomic_path
@@ -77,7 +77,8 @@ def features_recording(chunk_dir: str | Path, spec: Mapping[str, Any], out_dir: 
         Path(tmp).mkdir(parents=True)
         tasks = [dict(chunk_dir=str(chunk_dir), chunk_id=c.chunk, spec=dict(spec),
                       out_store=str(Path(tmp) / f"{c.chunk}.zarr")) for c in chunks]
-        done = run_chunks("animote.stages.features:features_chunk_task", tasks, workers, recording, "chunks")
+        done = run_chunks("animote.stages.features:features_chunk_task", tasks, workers, recording, "chunks",
+                          passthrough=(ModelUnavailable,))
     log.info("recording '%s': %s features for %d chunks (%d at a time), real-time factor %.3f overall", recording,
              done[0]["cache_key"], len(done), workers,
              sum(a["real_time_factor"] * c.n_frames / c.fps for a, c in zip(done, chunks))

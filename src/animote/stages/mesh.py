@@ -81,7 +81,7 @@ def chunk_source_key(chunk, info: ProbeInfo, params: TrackParams, code: str = ""
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def mesh_chunk_task(chunk_dir: str, chunk_id: str, probe_json: str, out_store: str, params: dict,
+def mesh_chunk_task(chunk_dir: str, chunk_id: str, probe_json: str, out_store: str, *, params: dict,
                     source_key: str) -> dict:
     """``mesh_chunk`` with plain arguments, as a worker process runs it (animote.workers)."""
     return mesh_chunk(chunk_dir, chunk_id, probe_json, out_store, params=TrackParams(**params), source_key=source_key)
