@@ -39,7 +39,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   exit 1
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=".venv/.animote-$(cat envs/requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+stamp=".venv/.animote-$(cat envs/requirements.lock envs/nodeps.lock pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing the pinned Python environment into .venv (a few minutes the first time)"
   pip_install() {  # quiet unless it fails
@@ -52,6 +52,7 @@ if [ ! -f "$stamp" ]; then
   }
   pip_install --upgrade "pip==25.3"
   pip_install -r envs/requirements.lock
+  pip_install --no-deps --require-hashes -r envs/nodeps.lock  # the Face Landmarker bundle (mesh.tracker: landmarker)
   pip_install --no-deps -e .
   rm -f .venv/.animote-*
   touch "$stamp"

@@ -89,7 +89,7 @@ def test_tracker_follows_the_largest_face_first_seen(caplog):
     # The left face is larger at first; later the right one grows larger. Keep the left person.
     frames = [_two_faces(1.2, 0.8)] * 10 + [_two_faces(0.8, 1.3)] * 10
     with caplog.at_level(logging.INFO):
-        lm, found, _ = track_frames(iter(frames), len(frames), PARAMS, "two-faces")
+        lm, found, _, _ = track_frames(iter(frames), len(frames), PARAMS, "two-faces")
     assert found.all()
     assert (lm[:, :, 0].mean(axis=1) < 0.5).all()
     assert "following the largest" in caplog.text
@@ -98,7 +98,7 @@ def test_tracker_follows_the_largest_face_first_seen(caplog):
 def test_frames_without_a_face_are_kept_and_marked():
     face, blank = _face(1.0), np.full((230, 230, 3), 127, np.uint8)
     frames = [face, face, blank, face]
-    lm, found, _ = track_frames(iter(frames), 4, PARAMS, "blank")
+    lm, found, _, _ = track_frames(iter(frames), 4, PARAMS, "blank")
     assert found.tolist() == [True, True, False, True]
     assert np.isnan(lm[2]).all() and np.isfinite(lm[[0, 1, 3]]).all()
     with pytest.raises(ValueError, match="3 frames decoded, 4 expected"):

@@ -3,6 +3,9 @@
 ``animote animate SPEECH --model MODEL.pt``: a trained model turns new speech into a face mesh
 video (mp4, the speech muxed in), the mesh sequence (``.npz``) and, with ``--obj DIR``, one OBJ
 per frame. The work is :func:`animote.animate.animate`.
+
+``animote arkit results/<rec>/mesh --out take.csv``: a recording's tracked ARKit curves (the
+landmarker's) as a Live Link Face CSV or a JSON (:func:`animote.arkit.export_tracked`).
 """
 
 from __future__ import annotations
@@ -80,6 +83,17 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not "
                                                               "a terminal)")
     a.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
+    k = sub.add_parser(
+        "arkit", help="a recording's tracked ARKit blendshapes and head pose as a Live Link Face CSV or JSON",
+        description="Write the blendshape curves and head rotation that the Face Landmarker tracked in a recording "
+                    "(mesh.tracker: landmarker) as the CSV Epic's Live Link Face app records (Unreal's Live Link "
+                    "Face importer, Blender add-ons read it) or as a plain JSON. Frames are the cleaned recording's "
+                    "(claps cut).",
+        epilog="Example: animote arkit results/demo/mesh --out demo_take1_me.csv")
+    k.add_argument("mesh", metavar="MESH_DIR", help="a recording's landmark folder, results/<recording>/mesh")
+    k.add_argument("--out", required=True, metavar="OUT.csv|OUT.json",
+                   help="the file to write; a CSV named <slate>_<take>_<subject>.csv gives Unreal its subject")
+    k.add_argument("--traceback", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -90,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser().print_help()
         return 2
+    if args.command == "arkit":
+        return _arkit(args)
     from .animate import InputError, animate
     from .features import ModelUnavailable
 
@@ -118,6 +134,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"animote: {r['real_time_factor']:.1f}x real time: decode {s['decode']:.1f} s, features "
           f"{s['features']:.1f} s, prediction {s['prediction']:.1f} s, rendering {s['rendering']:.1f} s, files "
           f"{s['export']:.1f} s; peak memory {r['peak_rss_mb']:.0f} MB")
+    return 0
+
+
+def _arkit(args) -> int:
+    from .arkit import export_tracked
+
+    try:
+        r = export_tracked(args.mesh, args.out)
+    except (ValueError, FileNotFoundError) as exc:
+        if args.traceback:
+            raise
+        print(f"animote: error: {exc}", file=sys.stderr)
+        return 2
+    faceless = f", {r['no_face']} without a face (zeros)" if r["no_face"] else ""
+    print(f"animote: wrote {r['out']} ({r['frames']} frames at {r['fps']:g} fps from {r['chunks']} chunks{faceless})")
     return 0
 
 

@@ -32,17 +32,21 @@ UPPER_LIP_INNER, LOWER_LIP_INNER = 13, 14
 EYE_OUTER = (33, 263)
 
 
+TRACKERS = ("facemesh", "landmarker")
+
+
 @dataclass(frozen=True)
 class TrackParams:
     max_side: int  # frames are scaled in the decoder so the longer side is at most this
-    max_faces: int  # faces MediaPipe looks for; the same person is followed among them
+    max_faces: int  # faces FaceMesh looks for; the same person is followed among them (the landmarker: one)
     min_detection_confidence: float
     min_tracking_confidence: float
     decode_threads: int  # ffmpeg decoder threads
+    tracker: str = "facemesh"  # mesh.tracker: facemesh (landmarks) | landmarker (and blendshapes, transform)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TrackParams:
-        return cls(**config["mesh"]["tracking"])
+        return cls(**config["mesh"]["tracking"], tracker=config["mesh"]["tracker"])
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ def decode_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 class FaceTracker:
-    """MediaPipe FaceMesh in tracking mode that follows one person through a stream.
+    """MediaPipe FaceMesh in tracking mode that follows one person through a stream (``mesh.tracker:
+    facemesh``; :class:`animote.landmarker.Landmarker` is the other).
 
     The person is the largest face when one is first seen, then in every frame the
     face closest to where that person was last. When the first frame with a face
@@ -70,6 +75,8 @@ class FaceTracker:
     face: with room for more faces it would run its face detector on every frame
     looking for them, which costs half again as much as the landmarks themselves.
     """
+
+    extra_shapes: dict[str, tuple[int, ...]] = {}  # per-frame arrays beside the landmarks: none
 
     def __init__(self, params: TrackParams, name: str = ""):
         self.name = name
@@ -129,28 +136,46 @@ class FaceTracker:
         return faces[pick]
 
 
-def track_frames(frames: Iterable[np.ndarray], n_frames: int, params: TrackParams,
-                 name: str = "") -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Landmarks for a stream of RGB frames: (landmarks, face_found, timing). Exactly
-    ``n_frames`` are expected; a frame without a face is NaN and marked, never dropped."""
+def make_tracker(params: TrackParams, fps: float, name: str = ""):
+    """The tracker ``params.tracker`` names, for one stream at ``fps``."""
+    if params.tracker == "landmarker":
+        from .landmarker import Landmarker
+
+        return Landmarker(params.min_detection_confidence, params.min_tracking_confidence, fps, name)
+    if params.tracker != "facemesh":
+        raise ValueError(f"mesh.tracker {params.tracker!r}: use one of {', '.join(TRACKERS)}")
+    return FaceTracker(params, name)
+
+
+def track_frames(frames: Iterable[np.ndarray], n_frames: int, params: TrackParams, name: str = "",
+                 fps: float = 30.0) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, np.ndarray]]:
+    """Landmarks for a stream of RGB frames at ``fps``: (landmarks, face_found, timing, extras).
+    Exactly ``n_frames`` are expected; a frame without a face is NaN and marked, never dropped.
+    ``extras``: the tracker's other per-frame arrays (the landmarker's blendshapes, transform and
+    iris; none for FaceMesh), NaN where there is no face."""
     landmarks = np.full((n_frames, N_LANDMARKS, 3), np.nan, dtype=np.float32)
     found = np.zeros(n_frames, dtype=bool)
     t_model = 0.0
     t0 = time.perf_counter()
     i = -1
-    with FaceTracker(params, name) as tracker:
+    with make_tracker(params, fps, name) as tracker:
+        extras = {k: np.full((n_frames, *shape), np.nan, dtype=np.float32) for k, shape in tracker.extra_shapes.items()}
         for i, frame in enumerate(frames):
             if i >= n_frames:
                 raise ValueError(f"{name}: more frames than the {n_frames} expected")
             t = time.perf_counter()
-            lm = tracker.process(frame, i)
+            out = tracker.process(frame, i)
             t_model += time.perf_counter() - t
-            if lm is not None:
-                landmarks[i] = lm
-                found[i] = True
+            if out is None:
+                continue
+            lm, more = out if isinstance(out, tuple) else (out, {})
+            landmarks[i] = lm
+            found[i] = True
+            for k, v in more.items():
+                extras[k][i] = v
     if i + 1 != n_frames:
         raise ValueError(f"{name}: {i + 1} frames decoded, {n_frames} expected")
-    return landmarks, found, {"seconds_total": time.perf_counter() - t0, "seconds_model": t_model}
+    return landmarks, found, {"seconds_total": time.perf_counter() - t0, "seconds_model": t_model}, extras
 
 
 def to_isotropic(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -18,6 +18,7 @@ rule face_mesh:
     params:
         **stage("mesh", "face_mesh"),
         mesh=config["mesh"]["tracking"],
+        tracker=config["mesh"]["tracker"],
     script:
         STAGE_SCRIPT
 

@@ -50,7 +50,7 @@ def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out
     name = f"recording '{chunk.recording}' chunk {chunk.chunk}"
     log.info("%s: tracking %d frames decoded at %dx%d", name, chunk.n_frames, *size)
     frames = iter_chunk_frames(chunk, info, size=size, threads=params.decode_threads)
-    landmarks, found, timing = track_frames(frames, chunk.n_frames, params, name)
+    landmarks, found, timing, extras = track_frames(frames, chunk.n_frames, params, name, fps=chunk.fps)
     share = float(found.mean())
     if not found.any():
         log.warning("%s: no face in any of its %d frames; every frame is marked", name, chunk.n_frames)
@@ -63,8 +63,12 @@ def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out
              "coordinates": "mediapipe normalised (x/width, y/height, z)", "mediapipe_version": mediapipe.__version__,
              "face_found_share": share, "ms_per_frame": 1000 * timing["seconds_total"] / max(1, chunk.n_frames),
              "ms_per_frame_model": 1000 * timing["seconds_model"] / max(1, chunk.n_frames),
-             "source_key": source_key}
-    write_store(out_store, {"landmarks": landmarks, "face_found": found}, attrs)
+             "source_key": source_key, "tracker": params.tracker}
+    if "blendshapes" in extras:
+        from ..landmarker import BLENDSHAPES
+
+        attrs["blendshape_names"] = list(BLENDSHAPES)
+    write_store(out_store, {"landmarks": landmarks, "face_found": found, **extras}, attrs)
     log.info("%s: %d frames, face in %.1f%%, %.2f ms/frame (model %.2f)", name, chunk.n_frames, 100 * share,
              attrs["ms_per_frame"], attrs["ms_per_frame_model"])
     return attrs
@@ -88,10 +92,11 @@ def mesh_chunk_task(chunk_dir: str, chunk_id: str, probe_json: str, out_store: s
 
 
 def face_mesh(*, input, output, params, threads, **_) -> list[dict]:
-    """Rule ``face_mesh``: :func:`mesh_recording` over ``input.chunks``, ``threads`` chunks at once,
-    resumable under the stage's code hash (``params.code``)."""
-    return mesh_recording(input.chunks, input.info, output[0], TrackParams(**params.mesh), workers=threads,
-                          code=params.code)
+    """Rule ``face_mesh``: :func:`mesh_recording` over ``input.chunks`` with the tracker
+    ``params.tracker``, ``threads`` chunks at once, resumable under the stage's code hash
+    (``params.code``)."""
+    return mesh_recording(input.chunks, input.info, output[0], TrackParams(**params.mesh, tracker=params.tracker),
+                          workers=threads, code=params.code)
 
 
 def mesh_recording(chunk_dir: str | Path, probe_json: str | Path, out_dir: str | Path, params: TrackParams, *,
@@ -220,8 +225,9 @@ def align_chunk(mesh_store: str | Path, neutral_store: str | Path, out_store: st
     aligned, pose, residual = remove_pose(iso, arrays["face_found"], neutral["neutral"])
     out_attrs = dict(attrs, neutral_source=n_attrs["source"], coordinates="isotropic, neutral mesh frame",
                      residual_median=float(np.nanmedian(residual)) if np.isfinite(residual).any() else None)
+    tracked = {k: arrays[k] for k in ("blendshapes", "transform", "iris") if k in arrays}  # the landmarker's
     write_store(out_store, {"aligned": aligned, "pose": pose, "residual": residual,
-                            "face_found": arrays["face_found"]}, out_attrs)
+                            "face_found": arrays["face_found"], **tracked}, out_attrs)
     return out_attrs
 
 
