@@ -29,8 +29,8 @@ from animote.chunks import load_chunks
 from animote.mesh import TrackParams
 from animote.stages.mesh import mesh_chunk
 from animote.store import read_store
-wd, tracker = Path(sys.argv[1]), sys.argv[2]
-params = TrackParams(max_side=4096, max_faces=1, min_detection_confidence=0.5, min_tracking_confidence=0.5,
+wd, tracker, max_side = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+params = TrackParams(max_side=max_side, max_faces=1, min_detection_confidence=0.5, min_tracking_confidence=0.5,
                      decode_threads=1, tracker=tracker)
 chunk = load_chunks(wd / "results/demo/chunks")[0]
 t = time.perf_counter()
@@ -46,6 +46,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="448x448,1920x1080")
     ap.add_argument("--duration", type=float, default=20)
+    ap.add_argument("--max-side", type=int, default=640, help="frames decoded at this longer side (mesh.tracking."
+                                                                   "max_side; the default config's 640)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="animote-bench-trackers-"))
     try:
@@ -59,7 +61,7 @@ def main() -> None:
             workspace.snakemake(wd, "results/demo/chunks")
             res = {}
             for tracker in ("facemesh", "landmarker"):
-                out = subprocess.run([sys.executable, "-c", CHILD, str(wd), tracker], capture_output=True, text=True)
+                out = subprocess.run([sys.executable, "-c", CHILD, str(wd), tracker, str(args.max_side)], capture_output=True, text=True)
                 if out.returncode != 0:
                     raise SystemExit(out.stderr[-3000:])
                 res[tracker] = json.loads(out.stdout.strip().splitlines()[-1])
