@@ -49,6 +49,7 @@ MAX_AFTER_DB = -18.0  # the low band 40-140 ms later stays this far under the pe
 MIN_HIGH_SHARE = 0.2  # share of the burst's first 10 ms of energy above HIGHPASS_HZ: broadband, so neither
 MAX_HIGH_SHARE = 0.9  # a thump (about 0) nor a lone hiss or burst (0.95+); benchmark claps 0.6-0.8
 MERGE_MS = 20.0  # peaks of one burst closer than this are one candidate
+SPIKE_DB = 6.0  # a peak window this much louder than the next loudest of its burst is measured from that one
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,8 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
                                  distance=max(1, int(round(params.merge_ms / ms))))
     look = max(2, int(round(params.onset_lookback_ms / ms)))
     run2, run5 = max(2, int(round(2 / ms))), max(1, int(round(5 / ms)))
-    pk = env[peaks]
+    top = env[peaks]
+    pk = _burst_level(env, peaks, max(1, int(round(1 / ms))))  # the shape measures' reference
     # The onset: going back from the peak, where the last 2 ms run quieter than the peak by
     # min_rise_db ends (within the lookback; a run, so that a dip inside a clipped burst does
     # not count). A clap rises from there to within 6 dB of its peak in a few ms. The searches
@@ -172,11 +174,24 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
         # its time: the first sample at half the burst's peak amplitude (clipped claps have a plateau)
         seg = np.abs(x[i0[j] * hop:(p + 1) * hop])
         t = (i0[j] * hop + int(np.argmax(seg >= 0.5 * seg.max()))) / sample_rate if len(seg) else p * hop / sample_rate
-        c = Candidate(t, float(pk[j]), float(pk[j] - floor), float(pk[j] - before), float(rise[j]) * ms,
-                      float(width[j] * ms), float(decay[j] * ms), float(after_low), share, loudest - float(pk[j]))
+        c = Candidate(t, float(top[j]), float(top[j] - floor), float(pk[j] - before), float(rise[j]) * ms,
+                      float(width[j] * ms), float(decay[j] * ms), float(after_low), share, loudest - float(top[j]))
         c.clap, c.why = _judge(c, params)
         out.append(c)
     return out
+
+
+def _burst_level(env: np.ndarray, peaks: np.ndarray, reach: int) -> np.ndarray:
+    """The level each shape measure is taken against: the peak window's, unless one window spikes
+    above the rest of its burst (a noise burst's sample that happens to fall alone in a window),
+    then the next loudest window within ``reach`` windows either side, down to SPIKE_DB under the
+    peak. A lone click stays a click: its neighbours are far quieter, and SPIKE_DB under its peak
+    it is still narrow."""
+    if not len(peaks):
+        return env[peaks]
+    idx = np.clip(peaks[:, None] + np.arange(-reach, reach + 1), 0, len(env) - 1)
+    near = np.sort(env[idx], axis=1)
+    return np.maximum(near[:, -2], env[peaks] - SPIKE_DB)
 
 
 def _run_max(env: np.ndarray, run: int) -> np.ndarray:
