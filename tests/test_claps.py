@@ -181,3 +181,21 @@ def test_a_single_window_spike_inside_a_clap_does_not_make_it_a_click(clap_param
     monkeypatch.setattr(claps, "SPIKE_DB", 0.0)  # measured from the spike, as before
     why = [c.why for c in claps.clap_candidates(x, sr, clap_params) if abs(c.time_s - at / sr) < 0.005]
     assert why and why[0].startswith("a click"), why
+
+
+def test_a_long_recording_is_searched_in_blocks_with_the_same_claps(spoken, clap_params, monkeypatch):
+    """Past BLOCK_S the search goes block by block (memory of one block at 44.1 kHz and more),
+    the quiet level from the whole recording: the same claps as in one piece, claps at the
+    blocks' edges included."""
+    from animote import claps
+
+    case = clapset.Case("long", "slt", [], [("clap", 6.0, 0.4), ("clap", 0.0, 0.3), ("clap", 10.0, 0.6),
+                                              ("clap", 3.0, 0.5)], gain_db=-12, seed=5)
+    rec = clapset.build(case, spoken, sr=44100)
+    whole = detect_claps(rec.audio, 44100, clap_params)
+    assert len(whole) == 4 and clapset.score(whole, rec.claps_s)["fn"] == 0
+    block = float(whole[0]) - 0.005  # the first block ends 5 ms before the first clap's peak
+    assert len(rec.audio) / 44100 > 3 * block  # cut in three blocks or more
+    monkeypatch.setattr(claps, "BLOCK_S", block)
+    monkeypatch.setattr(claps, "CONTEXT_S", 0.5)
+    np.testing.assert_allclose(detect_claps(rec.audio, 44100, clap_params), whole, atol=1e-4)

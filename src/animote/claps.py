@@ -17,6 +17,7 @@ silencing audio while cutting video shifts every later frame.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -50,6 +51,11 @@ MIN_HIGH_SHARE = 0.2  # share of the burst's first 10 ms of energy above HIGHPAS
 MAX_HIGH_SHARE = 0.9  # a thump (about 0) nor a lone hiss or burst (0.95+); benchmark claps 0.6-0.8
 MERGE_MS = 20.0  # peaks of one burst closer than this are one candidate
 SPIKE_DB = 6.0  # a peak window this much louder than the next loudest of its burst is measured from that one
+BAND_HZ = 8000.0  # at a higher rate the audio is low-passed here first: every measure means what it
+# means at 16 kHz (where it was set), with more samples to each 0.5 ms window
+DETECT_RATE = 44100  # claps are found at the recording's own rate, at least this (a 16 kHz window of
+# 0.5 ms holds 8 samples, so one loud sample of a noise burst can spike it)
+BLOCK_S, CONTEXT_S = 60.0, 1.5  # a long recording is searched block by block, each with this much context
 
 
 @dataclass(frozen=True)
@@ -96,10 +102,21 @@ def _filtered(audio: np.ndarray, sample_rate: int, btype: str, cutoff) -> np.nda
     return signal.sosfiltfilt(sos, audio.astype(np.float64))
 
 
+def _band_limited(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The audio as float64, low-passed at BAND_HZ when the rate holds more (the band the
+    detector's measures were set on)."""
+    x = np.asarray(audio, dtype=np.float64)
+    if sample_rate > 2 * BAND_HZ and len(x) > 27:
+        x = _filtered(x, sample_rate, "lowpass", BAND_HZ)
+    return x
+
+
 def clap_envelope(audio: np.ndarray, sample_rate: int, params: ClapParams) -> tuple[np.ndarray, int]:
-    """Peak envelope (dBFS) of the high-passed waveform in windows of ``window_ms``; returns (env, hop)."""
+    """Peak envelope (dBFS) of the high-passed waveform (band-limited: :data:`BAND_HZ`) in windows of
+    ``window_ms``; returns (env, hop)."""
     hop = max(1, int(round(params.window_ms * 1e-3 * sample_rate)))
-    return _envelope_db(_filtered(audio, sample_rate, "highpass", params.highpass_hz), hop), hop
+    x = _band_limited(audio, sample_rate)
+    return _envelope_db(_filtered(x, sample_rate, "highpass", params.highpass_hz), hop), hop
 
 
 @dataclass
@@ -124,7 +141,33 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
     """Every peak of the high-passed envelope that stands ``min_over_floor_db`` above the
     recording's quiet level (its ``floor_percentile`` of the envelope), measured and judged by
     shape; none is dropped for its neighbours here (the spacing rule comes after, on claps only)."""
-    x = audio.astype(np.float64)
+    hop = max(1, int(round(params.window_ms * 1e-3 * sample_rate)))
+    block = int(round(BLOCK_S * sample_rate / hop)) * hop
+    if len(audio) <= block + 2 * int(round(CONTEXT_S * sample_rate / hop)) * hop:
+        return _candidates(audio, sample_rate, params)
+    # a long recording, block by block (memory stays that of one block at any rate), its quiet
+    # level from the whole: the blocks overlap by CONTEXT_S, and each keeps the peaks of its core
+    ctx = int(round(CONTEXT_S * sample_rate / hop)) * hop
+    spans = [(a, min(a + block, len(audio))) for a in range(0, len(audio), block)]
+    envs = []
+    for a, b in spans:
+        lo, hi = max(0, a - ctx), min(len(audio), b + ctx)
+        env = clap_envelope(audio[lo:hi], sample_rate, params)[0]
+        envs.append(env[(a - lo) // hop:(a - lo) // hop + (b - a) // hop])
+    floor = max(float(np.percentile(np.concatenate(envs), params.floor_percentile)), -100.0)
+    out = []
+    for a, b in spans:
+        lo, hi = max(0, a - ctx), min(len(audio), b + ctx)
+        for c in _candidates(audio[lo:hi], sample_rate, params, floor, (a - lo, b - lo)):
+            out.append(dataclasses.replace(c, time_s=c.time_s + lo / sample_rate))
+    return out
+
+
+def _candidates(audio: np.ndarray, sample_rate: int, params: ClapParams, floor: float | None = None,
+                core: tuple[int, int] | None = None) -> list[Candidate]:
+    """:func:`clap_candidates` on one piece of audio: with ``floor`` the quiet level is given (the
+    whole recording's), with ``core`` only peaks in those samples are kept (the rest is context)."""
+    x = _band_limited(audio, sample_rate)
     if not len(x):
         return []
     hop = max(1, int(round(params.window_ms * 1e-3 * sample_rate)))
@@ -134,9 +177,12 @@ def clap_candidates(audio: np.ndarray, sample_rate: int, params: ClapParams) -> 
     low = _envelope_db(_filtered(x, sample_rate, "bandpass", (100.0, 1000.0)), hop)
     if not len(env):
         return []
-    floor = max(float(np.percentile(env, params.floor_percentile)), -100.0)
+    if floor is None:
+        floor = max(float(np.percentile(env, params.floor_percentile)), -100.0)
     peaks, _ = signal.find_peaks(env, height=floor + params.min_over_floor_db,
                                  distance=max(1, int(round(params.merge_ms / ms))))
+    if core is not None:
+        peaks = peaks[(peaks * hop >= core[0]) & (peaks * hop < core[1])]
     look = max(2, int(round(params.onset_lookback_ms / ms)))
     run2, run5 = max(2, int(round(2 / ms))), max(1, int(round(5 / ms)))
     top = env[peaks]

@@ -24,6 +24,7 @@ rule probe:
 rule remove_claps:
     input:
         info="results/{rec}/probe.json",
+        video="results/{rec}/video.mp4",  # claps are found at the recording's own audio rate
         audio="results/{rec}/audio.wav",
     output:
         cuts="results/{rec}/claps.tsv",

@@ -48,25 +48,25 @@ def say(texts: list[str], voice: str, workdir: Path) -> list[np.ndarray]:
     return out
 
 
-def click(rng: np.random.Generator) -> np.ndarray:
+def click(rng: np.random.Generator, sr: int = SR) -> np.ndarray:
     """A mouse or relay click: an impulse that dies in a fraction of a millisecond."""
-    n = int(0.004 * SR)
-    t = np.arange(n) / SR
+    n = int(0.004 * sr)
+    t = np.arange(n) / sr
     return (np.exp(-t / 0.00012) * rng.choice([-1, 1])).astype(np.float32)
 
 
-def thump(rng: np.random.Generator) -> np.ndarray:
+def thump(rng: np.random.Generator, sr: int = SR) -> np.ndarray:
     """A knock on a table or a door: a damped low tone."""
-    n = int(0.25 * SR)
-    t = np.arange(n) / SR
+    n = int(0.25 * sr)
+    t = np.arange(n) / sr
     f = rng.uniform(50, 140)
     return (np.sin(2 * np.pi * f * t) * np.minimum(t / 0.002, 1) * np.exp(-t / 0.05)).astype(np.float32)
 
 
-def cough(rng: np.random.Generator) -> np.ndarray:
+def cough(rng: np.random.Generator, sr: int = SR) -> np.ndarray:
     """A cough-like noise burst: broadband, rising over tens of milliseconds, a few hundred long."""
-    n = int(rng.uniform(0.25, 0.4) * SR)
-    t = np.arange(n) / SR
+    n = int(rng.uniform(0.25, 0.4) * sr)
+    t = np.arange(n) / sr
     env = np.minimum(t / rng.uniform(0.015, 0.04), 1) * np.exp(-np.maximum(t - 0.06, 0) / 0.07)
     noise = signal.lfilter([1, -0.6], [1], rng.normal(size=n))  # a little tilt, as breath has
     return (noise * env / (np.abs(noise * env).max() + 1e-9)).astype(np.float32)
@@ -75,9 +75,9 @@ def cough(rng: np.random.Generator) -> np.ndarray:
 DISTRACTORS = {"click": click, "thump": thump, "cough": cough}
 
 
-def hot_mic(y: np.ndarray, boost_db: float) -> np.ndarray:
+def hot_mic(y: np.ndarray, boost_db: float, sr: int = SR) -> np.ndarray:
     """A bright, close microphone: frequencies above 3 kHz boosted (sibilants and bursts peak)."""
-    sos = signal.butter(2, 3000, btype="highpass", fs=SR, output="sos")
+    sos = signal.butter(2, 3000, btype="highpass", fs=sr, output="sos")
     return (y + (10 ** (boost_db / 20) - 1) * signal.sosfilt(sos, y)).astype(np.float32)
 
 
@@ -99,22 +99,30 @@ class Case:
 
 @dataclass
 class Recording:
-    audio: np.ndarray  # float32, 16 kHz, clipped to [-1, 1]
+    audio: np.ndarray  # float32 at the rate built at (16 kHz by default), clipped to [-1, 1]
     claps_s: list[float]  # the burst starts of the claps
     others_s: list[tuple[str, float]]  # transients that are not claps
 
 
-def build(case: Case, spoken: list[np.ndarray] | None = None) -> Recording:
-    """Lay out speech and events: sentence, pause (with an event ``gap`` from the speech on both
-    sides), sentence, ...; then gain, noise and clipping."""
+def build(case: Case, spoken: list[np.ndarray] | None = None, sr: int = SR) -> Recording:
+    """Lay out speech and events at ``sr``: sentence, pause (with an event ``gap`` from the speech
+    on both sides), sentence, ...; then gain, noise and clipping. The speech (16 kHz) is resampled;
+    the claps and other events are made at ``sr``, each starting at a random sample, so its phase
+    against the detector's 0.5 ms windows is random too."""
+    from math import gcd
+
     rng = np.random.default_rng(case.seed)
+    phases = np.random.default_rng([case.seed, sr])  # apart, so the recipe's own draws stay the same
     if spoken is None:
         with tempfile.TemporaryDirectory(prefix="animote-claps-") as tmp:
             spoken = say(case.texts, case.voice, Path(tmp))
-    spoken = [hot_mic(y, case.hot_db) if case.hot_db else y for y in spoken]
+    if sr != SR:
+        g = gcd(sr, SR)
+        spoken = [signal.resample_poly(y, sr // g, SR // g).astype(np.float32) for y in spoken]
+    spoken = [hot_mic(y, case.hot_db, sr) if case.hot_db else y for y in spoken]
     peak = max(float(np.abs(y).max()) for y in spoken)
     spoken = [y / peak for y in spoken]  # speech peaks at 1 before the gain
-    parts: list[np.ndarray] = [np.zeros(int(rng.uniform(0.3, 0.8) * SR), np.float32)]
+    parts: list[np.ndarray] = [np.zeros(int(rng.uniform(0.3, 0.8) * sr), np.float32)]
     claps, others = [], []
     events = list(case.events)
     for i, y in enumerate(spoken):
@@ -122,23 +130,25 @@ def build(case: Case, spoken: list[np.ndarray] | None = None) -> Recording:
         slots = 1 + (i == len(spoken) - 1) * max(0, len(events) - 1)  # the rest go after the last sentence
         for _ in range(slots):
             if not events:
-                parts.append(np.zeros(int(rng.uniform(0.35, 0.8) * SR), np.float32))
+                parts.append(np.zeros(int(rng.uniform(0.35, 0.8) * sr), np.float32))
                 break
             while events:
                 kind, level_db, gap, *joined = events.pop(0)
-                burst = speech.clap(SR, rng, 1.0) if kind == "clap" else DISTRACTORS[kind](rng)
+                burst = speech.clap(sr, rng, 1.0) if kind == "clap" else DISTRACTORS[kind](rng, sr)
                 burst = burst / np.abs(burst).max() * 10 ** (level_db / 20)
                 if joined and joined[0]:
                     parts.pop()  # the previous event's trailing gap: this one follows it
-                at = sum(len(p) for p in parts) + int(gap * SR)
-                (claps if kind == "clap" else others).append((kind, at / SR))
-                tail = max(len(burst), int(0.06 * SR))  # a clap's ring is about 60 ms: the gap counts after it
-                parts.append(np.zeros(int(gap * SR), np.float32))
+                at = sum(len(p) for p in parts) + int(gap * sr)
+                lead = int(phases.integers(0, max(1, int(0.0005 * sr))))  # the burst's phase
+                at += lead
+                (claps if kind == "clap" else others).append((kind, at / sr))
+                tail = max(len(burst), int(0.06 * sr))  # a clap's ring is about 60 ms: the gap counts after it
+                parts.append(np.zeros(int(gap * sr) + lead, np.float32))
                 parts.append(np.concatenate([burst, np.zeros(tail - len(burst), np.float32)]))
-                parts.append(np.zeros(int(gap * SR), np.float32))
+                parts.append(np.zeros(int(gap * sr), np.float32))
                 if not (events and len(events[0]) > 3 and events[0][3]):
                     break
-    parts.append(np.zeros(int(0.5 * SR), np.float32))
+    parts.append(np.zeros(int(0.5 * sr), np.float32))
     x = np.concatenate(parts)
     x = x + rng.normal(scale=10 ** (case.noise_db / 20), size=len(x)).astype(np.float32)
     x = np.clip(x * 10 ** (case.gain_db / 20), -1, 1).astype(np.float32)

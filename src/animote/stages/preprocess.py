@@ -84,21 +84,27 @@ def prepare_recording(src: str | Path, recording: str, *, probe_json: str | Path
 
 
 def remove_claps(*, input, output, params, wildcards, **_) -> pd.DataFrame:
-    """Find claps, plan whole-frame cuts, and write the cut table (``output.cuts``), the kept
-    segments (``output.kept``) and the cleaned audio (``output.audio``). Returns the cut table.
+    """Find claps in the audio of ``input.video`` at the recording's own rate (at least 44.1 kHz),
+    plan whole-frame cuts, and write the cut table (``output.cuts``), the kept segments
+    (``output.kept``) and the cleaned audio (``output.audio``, ``input.audio`` spliced). Returns the
+    cut table.
     The picture is :func:`clap_picture`, a job of its own, so the chunks need not wait for it."""
     from collections import Counter
 
-    from ..claps import ClapParams, clap_candidates, detect_claps, plan_cuts, splice_audio
+    from ..claps import DETECT_RATE, ClapParams, clap_candidates, detect_claps, plan_cuts, splice_audio
 
     recording, params = wildcards.rec, ClapParams(**params.claps)
     info = ProbeInfo.load(input.info)
     audio, sr = read_wav(input.audio)
-    candidates = clap_candidates(audio, sr, params)
-    times = detect_claps(audio, sr, params, candidates)
+    # found at the recording's own rate (at least DETECT_RATE), aligned to the video like audio.wav
+    rate = max(int(info.audio_rate), DETECT_RATE)
+    native = extract_audio(input.video, info, rate, recording)
+    candidates = clap_candidates(native, rate, params)
+    times = detect_claps(native, rate, params, candidates)
+    del native
     reasons = Counter(c.why.split(":")[0] for c in candidates if not c.clap)
-    log.info("recording '%s': %d candidate peaks %.0f+ dB over the quiet level; not claps: %s", recording,
-             len(candidates), params.min_over_floor_db,
+    log.info("recording '%s': at %d Hz, %d candidate peaks %.0f+ dB over the quiet level; not claps: %s",
+             recording, rate, len(candidates), params.min_over_floor_db,
              ", ".join(f"{n} ({why})" for why, n in reasons.most_common()) or "none")
     cuts, kept = plan_cuts(times, info.n_frames, info.fps, params, recording)
     log.info("recording '%s': %d claps at %s s; cut %d of %d frames in %d intervals", recording, len(times),
