@@ -106,3 +106,26 @@ def test_facemesh_stays_the_default_and_unknown_trackers_are_refused():
     assert TrackParams(640, 2, 0.5, 0.5, 1).tracker == "facemesh"
     with pytest.raises(ValueError, match="mesh.tracker 'other'"):
         track_frames(iter([]), 0, dataclasses.replace(PARAMS, tracker="other"))
+
+
+def test_the_mesh_summary_says_which_blendshapes_move(tmp_path):
+    """Per chunk: the channels whose scores move and those that stay still (MediaPipe's
+    cheekPuff, eyeWide*, noseSneer* barely move), and jawOpen's range; nothing for FaceMesh."""
+    from animote.stages.mesh import _blendshape_quality
+    from animote.store import write_store
+
+    rng = np.random.default_rng(0)
+    scores = np.full((200, 52), 0.1, np.float32)
+    jaw, smile = BLENDSHAPES.index("jawOpen"), BLENDSHAPES.index("mouthSmileLeft")
+    scores[:, jaw] = rng.uniform(0, 0.6, 200)
+    scores[:, smile] = rng.uniform(0, 0.3, 200)
+    scores[:, BLENDSHAPES.index("cheekPuff")] += rng.normal(0, 0.001, 200)  # barely moves
+    found = np.ones(200, bool)
+    found[:5] = False
+    scores[:5] = np.nan
+    write_store(tmp_path / "c000.zarr", {"blendshapes": scores, "face_found": found}, {})
+    q = _blendshape_quality(tmp_path / "c000.zarr", found)
+    assert q["blendshapes_moving"] == 2 and "cheekPuff" in q["blendshapes_still"].split(";")
+    assert "jawOpen" not in q["blendshapes_still"] and 0 <= q["jaw_open_p5"] < q["jaw_open_p95"] <= 0.6
+    write_store(tmp_path / "c001.zarr", {"face_found": found}, {})
+    assert _blendshape_quality(tmp_path / "c001.zarr", found) == {}

@@ -247,10 +247,29 @@ def align_recording(mesh_stores: list, neutral_store: str | Path, out_dir: str |
     return done
 
 
+STILL = 0.02  # a blendshape channel whose score moves less than this (std over a chunk) is reported still
+
+
+def _blendshape_quality(store: str | Path, found: np.ndarray) -> dict:
+    """With the landmarker's blendshapes in the store: how many channels move (std >= STILL over
+    the chunk's faces), which do not, and jawOpen's range. Nothing for FaceMesh's stores."""
+    if not (Path(store) / "blendshapes").exists() or not found.any():
+        return {}
+    from ..landmarker import BLENDSHAPES
+
+    scores = read_store(store, "blendshapes")[0]["blendshapes"][found]
+    std = scores.std(axis=0)
+    still = [n for n, s in zip(BLENDSHAPES, std) if n != "_neutral" and s < STILL]
+    jaw = scores[:, BLENDSHAPES.index("jawOpen")]
+    return {"blendshapes_moving": len(BLENDSHAPES) - 1 - len(still), "blendshapes_still": ";".join(still),
+            "jaw_open_p5": float(np.percentile(jaw, 5)), "jaw_open_p95": float(np.percentile(jaw, 95))}
+
+
 def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral_store: str | Path,
                 chunk_dir: str | Path, *, probe_json: str | Path, out_tsv: str | Path,
                 out_png: str | Path) -> pd.DataFrame:
-    """Per-chunk summary (frames, face share, pose residual, lip gap range) and the picture."""
+    """Per-chunk summary (frames, face share, pose residual, lip gap range; with the landmarker
+    the blendshape channels that move and those that stay still) and the picture."""
     rows, first = [], None
     mesh_stores, aligned_stores = stores_in(mesh_stores), stores_in(aligned_stores)
     if [Path(p).name for p in mesh_stores] != [Path(p).name for p in aligned_stores]:
@@ -265,7 +284,7 @@ def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral
                      "residual_median": float(np.nanmedian(arrays["residual"])) if found.any() else np.nan,
                      "residual_max": float(np.nanmax(arrays["residual"])) if found.any() else np.nan,
                      "lip_gap_min": float(np.nanmin(gap)), "lip_gap_max": float(np.nanmax(gap)),
-                     "ms_per_frame": attrs["ms_per_frame"]})
+                     "ms_per_frame": attrs["ms_per_frame"], **_blendshape_quality(store, found)})
         if first is None and found.any():
             first = (attrs["chunk"], int(np.flatnonzero(found)[len(np.flatnonzero(found)) // 2]), mesh_store)
     df = pd.DataFrame(rows)
