@@ -123,15 +123,15 @@ def read_arkit_json(path: str | Path) -> tuple[list[str], float, np.ndarray, np.
 
 def euler_yaw_pitch_roll(transform: np.ndarray) -> np.ndarray:
     """Yaw, pitch and roll in degrees (frames, 3) of 4x4 facial transforms (MediaPipe's, the
-    camera's frame: x right, y up, z towards the viewer), the scale removed; NaN stays NaN."""
+    camera's frame: x right, y up, z towards the viewer), the scale removed (the nearest rotation,
+    by SVD); NaN stays NaN."""
     from scipy.spatial.transform import Rotation
 
     m = np.asarray(transform, np.float64)[..., :3, :3]
     out = np.full((len(m), 3), np.nan)
     ok = np.isfinite(m).all(axis=(1, 2))
     if ok.any():
-        r = m[ok] / np.cbrt(np.linalg.det(m[ok]))[:, None, None]
-        u, _, vt = np.linalg.svd(r)
+        u, _, vt = np.linalg.svd(m[ok])
         yxz = Rotation.from_matrix(u @ vt).as_euler("YXZ", degrees=True)  # yaw about y, pitch about x, roll about z
         out[ok] = yxz
     return out
@@ -142,7 +142,7 @@ def export_tracked(mesh_dir: str | Path, out: str | Path) -> dict:
     with ``mesh.tracker: landmarker``) as a Live Link Face CSV (``out`` ending in .csv) or the
     JSON (.json): the chunks in order, so the frames are the cleaned recording's (claps cut), the
     head's yaw, pitch and roll from the landmarker's transform. Returns what it wrote."""
-    from .store import read_store, stores_in
+    from .store import array_names, read_store, stores_in
 
     out = Path(out)
     if out.suffix.lower() not in (".csv", ".json"):
@@ -152,10 +152,11 @@ def export_tracked(mesh_dir: str | Path, out: str | Path) -> dict:
         raise ValueError(f"{mesh_dir}: no landmark stores (a recording's results/<rec>/mesh folder)")
     scores, transforms, fps = [], [], None
     for store in stores:
-        arrays, attrs = read_store(store)
-        if "blendshapes" not in arrays:
+        if "blendshapes" not in array_names(store):
+            attrs = read_store(store, "face_found")[1]
             raise ValueError(f"{store}: tracked with {attrs.get('tracker', 'facemesh')}, which gives no blendshapes; "
                              f"set mesh.tracker: landmarker and run the workflow again")
+        arrays, attrs = read_store(store, "blendshapes", "transform")  # not the landmarks
         if list(attrs["blendshape_names"]) != list(BLENDSHAPES):
             raise ValueError(f"{store}: blendshapes named otherwise than MediaPipe's {len(BLENDSHAPES)}")
         scores.append(arrays["blendshapes"])

@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import signal
 
 from . import RecordingError
-from .config import _from_mapping
+from .config import from_mapping
 from .media import frame_to_sample
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class ClapParams:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ClapParams:
-        return _from_mapping(cls, config["claps"])
+        return from_mapping(cls, config["claps"])
 
 CUT_COLUMNS = ["clap_s", "start_s", "end_s", "start_frame", "end_frame", "n_frames"]
 KEPT_COLUMNS = ["raw_start", "raw_end", "clean_start", "clean_end", "n_frames"]

@@ -33,9 +33,11 @@ def _progress(enabled: bool):
 
 
 def _backend_model(text: str) -> tuple[str, str]:
+    from .features import ROLES
+
     role, sep, path = text.partition("=")
-    if not sep or role not in ("phonetic", "emotion") or not path:
-        raise argparse.ArgumentTypeError(f"{text!r}: give ROLE=FOLDER with ROLE phonetic or emotion")
+    if not sep or role not in ROLES or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: give ROLE=FOLDER with ROLE one of {', '.join(ROLES)}")
     return role, path
 
 

@@ -102,7 +102,8 @@ def add_demo_defaults(config: dict[str, Any], recording_paths, defaults_file: st
     return True
 
 
-def _from_mapping(cls, data: Mapping[str, Any]):
+def from_mapping(cls, data: Mapping[str, Any]):
+    """``cls`` (a dataclass) from the keys of ``data`` it has fields for."""
     names = {f.name for f in fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -115,7 +116,7 @@ class VideoParams:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> VideoParams:
-        return _from_mapping(cls, config["video"])
+        return from_mapping(cls, config["video"])
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ class ChunkParams:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ChunkParams:
-        return _from_mapping(cls, config["chunks"])
+        return from_mapping(cls, config["chunks"])
 
 
 # --- the sweep (here, not in train.py, so that reading the Snakefile does not import torch) ---------

@@ -10,11 +10,12 @@ against :data:`BUNDLE_SHA256` (the float16 v1 bundle) at load: another file is r
 
 Each frame is a still image (``RunningMode.IMAGE``), one face. VIDEO mode was tried first: its
 landmark smoothing (the blendshapes are computed from the smoothed landmarks) puts everything one
-frame behind the mouth (on the default demo the lip gap correlates best with the truth one frame
-late, 0.96, against 0.92 on time; FaceMesh's is on time), which a model trained on it would learn
-as lip-sync lag; its results are also not bit-for-bit repeatable (google-ai-edge/mediapipe #5253).
-IMAGE mode costs the same here (10.9 against 11.5 ms a frame at 512x512 on one core), is on time
-and repeats exactly. ``cheekPuff``, ``eyeWide*`` and ``noseSneer*`` barely move (#4436, #4450) and
+frame behind the mouth (on the default demo its lip gap agreed best with FaceMesh's one frame
+late, r 0.920 against 0.901 on time, and ``mouthLowerDownLeft`` with the drawn mouth one frame
+late, 0.96 against 0.94), which a model trained on it would learn as lip-sync lag; its results are
+also not bit-for-bit repeatable (google-ai-edge/mediapipe #5253). IMAGE mode is on time (lip gap
+against the drawn mouth 0.965 at lag 0, 0.91 at either neighbour), repeats exactly, and cost no
+more (10.9 ms a frame on one 512x512 chunk, against 11.5 for VIDEO mode's stage run). ``cheekPuff``, ``eyeWide*`` and ``noseSneer*`` barely move (#4436, #4450) and
 scores degrade off-frontal (#4210).
 """
 
@@ -82,16 +83,13 @@ def load_bundle(path: str | None = None) -> bytes:
 class Landmarker:
     """A Face Landmarker for one stream (a chunk), every frame a still image, one face.
     ``process`` gives the 468 FaceMesh landmarks of the face, its 52 blendshape scores, its
-    facial transformation matrix and the 10 iris points, or None. (``fps`` is kept for the
-    stream's record; IMAGE mode needs no timestamps.)"""
+    facial transformation matrix and the 10 iris points, or None."""
 
     extra_shapes = {"blendshapes": (len(BLENDSHAPES),), "transform": (4, 4), "iris": (N_IRIS, 3)}
 
-    def __init__(self, min_detection_confidence: float, min_tracking_confidence: float, fps: float,
-                 name: str = "", bundle: str | None = None):
+    def __init__(self, min_detection_confidence: float, min_tracking_confidence: float, bundle: str | None = None):
         from mediapipe.tasks.python import BaseOptions, vision
 
-        self.name, self.fps = name, fps
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_buffer=load_bundle(bundle)), running_mode=vision.RunningMode.IMAGE,
             num_faces=1, min_face_detection_confidence=min_detection_confidence,

@@ -136,20 +136,20 @@ class FaceTracker:
         return faces[pick]
 
 
-def make_tracker(params: TrackParams, fps: float, name: str = ""):
-    """The tracker ``params.tracker`` names, for one stream at ``fps``."""
+def make_tracker(params: TrackParams, name: str = ""):
+    """The tracker ``params.tracker`` names, for one stream."""
     if params.tracker == "landmarker":
         from .landmarker import Landmarker
 
-        return Landmarker(params.min_detection_confidence, params.min_tracking_confidence, fps, name)
+        return Landmarker(params.min_detection_confidence, params.min_tracking_confidence)
     if params.tracker != "facemesh":
         raise ValueError(f"mesh.tracker {params.tracker!r}: use one of {', '.join(TRACKERS)}")
     return FaceTracker(params, name)
 
 
-def track_frames(frames: Iterable[np.ndarray], n_frames: int, params: TrackParams, name: str = "",
-                 fps: float = 30.0) -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, np.ndarray]]:
-    """Landmarks for a stream of RGB frames at ``fps``: (landmarks, face_found, timing, extras).
+def track_frames(frames: Iterable[np.ndarray], n_frames: int, params: TrackParams,
+                 name: str = "") -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, np.ndarray]]:
+    """Landmarks for a stream of RGB frames: (landmarks, face_found, timing, extras).
     Exactly ``n_frames`` are expected; a frame without a face is NaN and marked, never dropped.
     ``extras``: the tracker's other per-frame arrays (the landmarker's blendshapes, transform and
     iris; none for FaceMesh), NaN where there is no face."""
@@ -158,7 +158,7 @@ def track_frames(frames: Iterable[np.ndarray], n_frames: int, params: TrackParam
     t_model = 0.0
     t0 = time.perf_counter()
     i = -1
-    with make_tracker(params, fps, name) as tracker:
+    with make_tracker(params, name) as tracker:
         extras = {k: np.full((n_frames, *shape), np.nan, dtype=np.float32) for k, shape in tracker.extra_shapes.items()}
         for i, frame in enumerate(frames):
             if i >= n_frames:

@@ -37,6 +37,11 @@ def read_store(path: str | Path, *names: str) -> tuple[dict[str, np.ndarray], di
         return {k: group[k][...] for k in keys}, dict(group.attrs)
 
 
+def array_names(path: str | Path) -> list[str]:
+    """The names of a store's arrays (to read only those it has)."""
+    return list(zarr.open_group(str(path), mode="r").array_keys())
+
+
 def stores_in(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     """Zarr stores named by ``paths`` (one path or several): a store stays itself, a folder of stores
     (one per chunk, as the feature stage writes them) becomes its ``*.zarr`` stores in name order."""

@@ -114,7 +114,7 @@ def run_chunks(function: str, tasks: list[dict[str, Any]], workers: int, recordi
     processes (:func:`run_tasks`). Results in task order. The first failure raises
     :class:`animote.RecordingError` naming the recording and the chunk (after the chunks already
     running finish), saying how many of ``what`` were done and, with ``kept``, where they are
-    kept; its ``done`` holds the finished chunks' results by chunk id. In this process, an error of
+    kept. In this process, an error of
     a ``passthrough`` type (one that is not about a chunk: a model missing) is raised as it is."""
     from . import RecordingError
 
@@ -135,10 +135,8 @@ def run_chunks(function: str, tasks: list[dict[str, Any]], workers: int, recordi
         message = str(exc).removeprefix(f"recording '{recording}': ").removeprefix(f"recording '{recording}' ")
         message = message.removeprefix(f"chunk {chunk}: ")
         where = f", kept in {kept} for the next run" if kept else ""
-        error = RecordingError(recording, f"chunk {chunk}: {message} ({len(exc.done)} of {len(tasks)} {what} "
-                                          f"done{where})")
-        error.done = {tasks[i]["chunk_id"]: r for i, r in exc.done.items()}
-        raise error from None
+        raise RecordingError(recording, f"chunk {chunk}: {message} ({len(exc.done)} of {len(tasks)} {what} "
+                                        f"done{where})") from None
 
 
 def _worker(function: str, log_path: str) -> None:

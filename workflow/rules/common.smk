@@ -1,6 +1,5 @@
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -30,6 +29,19 @@ def stage(name, run, **params):
     of that stage's library code (its import closure: an edit reruns the stage's jobs), and the
     rule's own settings."""
     return dict(stage=name, run=run, code=code_version(name), **params)
+
+
+def experiment_figure(path, figure, caption, **kw):
+    """An experiment's figure in `snakemake --report`: under Experiments, its experiment's
+    subcategory, labelled ``figure``; ``caption`` names workflow/report/<caption>.rst."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category="Experiments",
+        subcategory="{exp}",
+        labels={"experiment": "{exp}", "figure": figure},
+        **kw,
+    )
 
 
 def feature_folders(rec):

@@ -34,34 +34,11 @@ rule evaluate:
     output:
         metrics="results/evaluate/{sweep}/{exp}/metrics.json",
         regions="results/evaluate/{sweep}/{exp}/regions.tsv",
-        mesh=report(
-            "results/evaluate/{sweep}/{exp}/mesh.png",
-            caption="../report/mesh.rst",
-            category="Experiments",
-            subcategory="{exp}",
-            labels={"experiment": "{exp}", "figure": "mesh"},
-        ),
-        error_map=report(
-            "results/evaluate/{sweep}/{exp}/error_map.png",
-            caption="../report/error_map.rst",
-            category="Experiments",
-            subcategory="{exp}",
-            labels={"experiment": "{exp}", "figure": "error map"},
-        ),
-        lip_gap=report(
-            "results/evaluate/{sweep}/{exp}/lip_gap.png",
-            caption="../report/lip_gap.rst",
-            category="Experiments",
-            subcategory="{exp}",
-            labels={"experiment": "{exp}", "figure": "lip gap"},
-        ),
-        video=report(
-            directory("results/evaluate/{sweep}/{exp}/video"),
-            htmlindex="index.html",
-            caption="../report/video.rst",
-            category="Experiments",
-            subcategory="{exp}",
-            labels={"experiment": "{exp}", "figure": "video"},
+        mesh=experiment_figure("results/evaluate/{sweep}/{exp}/mesh.png", "mesh", "mesh"),
+        error_map=experiment_figure("results/evaluate/{sweep}/{exp}/error_map.png", "error map", "error_map"),
+        lip_gap=experiment_figure("results/evaluate/{sweep}/{exp}/lip_gap.png", "lip gap", "lip_gap"),
+        video=experiment_figure(
+            directory("results/evaluate/{sweep}/{exp}/video"), "video", "video", htmlindex="index.html"
         ),
     log:
         "results/logs/evaluate/{sweep}/{exp}.log",

@@ -66,13 +66,7 @@ rule train:
         model="results/train/{sweep}/{exp}/model.pt",
         run="results/train/{sweep}/{exp}/run.json",
         history="results/train/{sweep}/{exp}/history.tsv",
-        plot=report(
-            "results/train/{sweep}/{exp}/loss.png",
-            caption="../report/loss.rst",
-            category="Experiments",
-            subcategory="{exp}",
-            labels={"experiment": "{exp}", "figure": "loss curves"},
-        ),
+        plot=experiment_figure("results/train/{sweep}/{exp}/loss.png", "loss curves", "loss"),
     log:
         "results/logs/train/{sweep}/{exp}.log",
     benchmark:

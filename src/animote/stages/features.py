@@ -94,8 +94,7 @@ def features_report(*, input, output, wildcards, **_) -> pd.DataFrame:
     chunks = {c.chunk: c for c in load_chunks(input.chunks)}
     rows = []
     for role in ROLES:
-        paths = getattr(input, role)
-        paths = stores_in(paths)
+        paths = stores_in(getattr(input, role))
         missing = sorted(set(chunks) - {Path(p).stem for p in paths})
         if missing:
             raise RecordingError(recording, f"no {role} features for chunks {', '.join(missing)}")

@@ -31,7 +31,7 @@ from ..mesh import (
     track_frames,
 )
 from ..render import mesh_preview
-from ..store import read_store, stores_in, write_store
+from ..store import array_names, read_store, stores_in, write_store
 from ..util import atomic_path, remove_path
 from ..workers import run_chunks
 
@@ -50,7 +50,7 @@ def mesh_chunk(chunk_dir: str | Path, chunk_id: str, probe_json: str | Path, out
     name = f"recording '{chunk.recording}' chunk {chunk.chunk}"
     log.info("%s: tracking %d frames decoded at %dx%d", name, chunk.n_frames, *size)
     frames = iter_chunk_frames(chunk, info, size=size, threads=params.decode_threads)
-    landmarks, found, timing, extras = track_frames(frames, chunk.n_frames, params, name, fps=chunk.fps)
+    landmarks, found, timing, extras = track_frames(frames, chunk.n_frames, params, name)
     share = float(found.mean())
     if not found.any():
         log.warning("%s: no face in any of its %d frames; every frame is marked", name, chunk.n_frames)
@@ -250,14 +250,14 @@ def align_recording(mesh_stores: list, neutral_store: str | Path, out_dir: str |
 STILL = 0.02  # a blendshape channel whose score moves less than this (std over a chunk) is reported still
 
 
-def _blendshape_quality(store: str | Path, found: np.ndarray) -> dict:
-    """With the landmarker's blendshapes in the store: how many channels move (std >= STILL over
-    the chunk's faces), which do not, and jawOpen's range. Nothing for FaceMesh's stores."""
-    if not (Path(store) / "blendshapes").exists() or not found.any():
+def _blendshape_quality(blendshapes: np.ndarray | None, found: np.ndarray) -> dict:
+    """With the landmarker's blendshape scores (frames, 52): how many channels move (std >= STILL
+    over the chunk's faces), which do not, and jawOpen's range. Nothing without them (FaceMesh)."""
+    if blendshapes is None or not found.any():
         return {}
     from ..landmarker import BLENDSHAPES
 
-    scores = read_store(store, "blendshapes")[0]["blendshapes"][found]
+    scores = blendshapes[found]
     std = scores.std(axis=0)
     still = [n for n, s in zip(BLENDSHAPES, std) if n != "_neutral" and s < STILL]
     jaw = scores[:, BLENDSHAPES.index("jawOpen")]
@@ -276,7 +276,8 @@ def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral
         raise RecordingError(recording, f"aligned stores {[Path(p).name for p in aligned_stores]} do not match the "
                                         f"mesh stores {[Path(p).name for p in mesh_stores]}")
     for mesh_store, store in zip(mesh_stores, aligned_stores):
-        arrays, attrs = read_store(store, "aligned", "residual", "face_found")
+        tracked = [n for n in ("blendshapes",) if n in array_names(store)]  # the landmarker's
+        arrays, attrs = read_store(store, "aligned", "residual", "face_found", *tracked)
         found = arrays["face_found"]
         gap = lip_gap(arrays["aligned"][found]) if found.any() else np.array([np.nan])
         rows.append({"recording": recording, "chunk": attrs["chunk"], "frames": attrs["n_frames"],
@@ -284,7 +285,7 @@ def mesh_report(recording: str, mesh_stores: list, aligned_stores: list, neutral
                      "residual_median": float(np.nanmedian(arrays["residual"])) if found.any() else np.nan,
                      "residual_max": float(np.nanmax(arrays["residual"])) if found.any() else np.nan,
                      "lip_gap_min": float(np.nanmin(gap)), "lip_gap_max": float(np.nanmax(gap)),
-                     "ms_per_frame": attrs["ms_per_frame"], **_blendshape_quality(store, found)})
+                     "ms_per_frame": attrs["ms_per_frame"], **_blendshape_quality(arrays.get("blendshapes"), found)})
         if first is None and found.any():
             first = (attrs["chunk"], int(np.flatnonzero(found)[len(np.flatnonzero(found)) // 2]), mesh_store)
     df = pd.DataFrame(rows)

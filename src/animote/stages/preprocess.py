@@ -23,11 +23,9 @@ from ..media import (
     decode_audio,
     extract_audio,
     normalise_frame_rate,
+    probe as probe_file,
     read_wav,
     write_wav,
-)
-from ..media import (
-    probe as probe_file,
 )
 from ..util import atomic_path
 
