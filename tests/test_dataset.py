@@ -131,8 +131,24 @@ def test_gather_windows_pads_with_masked_frames_same_in_numpy_and_torch():
     assert mn[last].sum() == 30 and np.array_equal(xn[last, :30], x[100:130])
 
 
-def _stores(tmp_path, frames=(30, 30, 30, 30), feature_frames=None):
-    """Aligned-mesh, neutral and feature stores as the mesh and feature stages write them."""
+def _pose(yaw_deg: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """The alignment's pose (frame -> neutral) of a head turned by ``yaw_deg`` about the camera's
+    vertical axis, scaled by 2 and moved; NaN where no face."""
+    from scipy.spatial.transform import Rotation
+
+    flip = np.diag([1.0, -1.0, -1.0])
+    head = Rotation.from_euler("YXZ", np.stack([yaw_deg, 0 * yaw_deg, 0 * yaw_deg], 1), degrees=True).as_matrix()
+    pose = np.tile(np.eye(4), (len(yaw_deg), 1, 1))
+    pose[:, :3, :3] = 2.0 * (flip @ head @ flip).transpose(0, 2, 1)  # the inverse rotation, image axes
+    pose[:, :3, 3] = [0.1, -0.2, 0.05]
+    pose[~found] = np.nan
+    return pose.astype(np.float32)
+
+
+def _stores(tmp_path, frames=(30, 30, 30, 30), feature_frames=None, blendshapes=()):
+    """Aligned-mesh, neutral and feature stores as the mesh and feature stages write them; the
+    chunks numbered in ``blendshapes`` as the landmarker's (with blendshape scores)."""
+    from animote.landmarker import BLENDSHAPES
     from animote.store import write_store
 
     rng = np.random.default_rng(1)
@@ -146,7 +162,13 @@ def _stores(tmp_path, frames=(30, 30, 30, 30), feature_frames=None):
         aligned = neutral + 0.01 * rng.normal(size=(n, 468, 3)).astype(np.float32)
         aligned[~found] = np.nan
         attrs = {"recording": "take1", "chunk": chunk, "fps": 30.0}
-        write_store(tmp_path / f"aligned_{chunk}.zarr", {"aligned": aligned, "face_found": found}, attrs)
+        arrays = {"aligned": aligned, "face_found": found, "pose": _pose(np.linspace(-10, 10, n) + i, found)}
+        if i in blendshapes:
+            scores = rng.random((n, len(BLENDSHAPES))).astype(np.float32)
+            scores[~found] = np.nan
+            arrays["blendshapes"] = scores
+            attrs = dict(attrs, blendshape_names=list(BLENDSHAPES))
+        write_store(tmp_path / f"aligned_{chunk}.zarr", arrays, attrs)
         paths["aligned"].append(tmp_path / f"aligned_{chunk}.zarr")
         for role, dim in (("phonetic", 5), ("emotion", 2)):
             m = (feature_frames or frames)[i]
@@ -183,6 +205,41 @@ def test_build_dataset_from_stage_stores(tmp_path):
                           {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, roles=ROLE_SPECS,
                           dataset_config=dict(CONFIG, seed=5), out_store=tmp_path / "other.zarr")
     assert again["hash"] != attrs["hash"]
+
+
+def test_head_pose_always_and_blendshapes_when_every_chunk_has_them(tmp_path, caplog):
+    from animote.landmarker import BLENDSHAPES
+    from animote.stages.dataset import build_dataset
+    from animote.targets import HEAD_POSE
+
+    def build(name, **kw):
+        paths = _stores(tmp_path / name, **kw)
+        build_dataset(paths["aligned"], [tmp_path / name / "neutral.zarr"],
+                      {"phonetic": paths["phonetic"], "emotion": paths["emotion"]}, roles=ROLE_SPECS,
+                      dataset_config=CONFIG, out_store=tmp_path / name / "dataset.zarr")
+        return Dataset(tmp_path / name / "dataset.zarr")
+
+    for name in ("plain", "some", "all"):
+        (tmp_path / name).mkdir()
+    plain = build("plain")
+    assert plain.targets == ["offsets", "head_pose"] and plain.channel_names("head_pose") == list(HEAD_POSE)
+    c = plain.read_chunk("take1", "c001", [], ["head_pose"])
+    yaw = c.channels["head_pose"][:, 0]
+    assert (c.channels["head_pose"][:3] == 0).all()  # no face: 0, and masked
+    np.testing.assert_allclose(yaw[3:], np.linspace(-10, 10, 30)[3:] + 1, atol=1e-3)  # the yaw the pose was made with
+    np.testing.assert_allclose(c.channels["head_pose"][3:, 1:3], 0, atol=1e-3)
+    with pytest.raises(ValueError, match="holds no blendshapes .*mesh.tracker: landmarker"):
+        plain.read_chunk("take1", "c001", [], ["blendshapes"])
+    some = build("some", blendshapes=(0, 1))
+    assert some.targets == ["offsets", "head_pose"] and "blendshapes left out" in caplog.text
+    every = build("all", blendshapes=(0, 1, 2, 3))
+    assert every.targets == ["offsets", "head_pose", "blendshapes"]
+    assert every.channel_names("blendshapes") == list(BLENDSHAPES) and every.hash != plain.hash
+    seq = every.sequences("train", ["phonetic"], ["blendshapes", "head_pose"])
+    b = seq.channels["blendshapes"][seq.mask]
+    np.testing.assert_allclose(b.mean(0), 0, atol=1e-5)  # z-scored by the training frames
+    np.testing.assert_allclose(b.std(0), 1, atol=1e-3)
+    assert (seq.channels["blendshapes"][~seq.mask] == 0).all() and seq.channels["head_pose"].shape == (len(seq.mask), 6)
 
 
 def test_frame_count_mismatch_names_recording_and_chunk(tmp_path):

@@ -30,19 +30,23 @@ def test_windows_cover_every_frame_and_weights_sum_to_one(n, window, overlap):
 
 
 class _Frames(torch.nn.Module):
-    """Frame-wise (no context) or with a running mean over the window (context-dependent)."""
+    """Frame-wise (no context) or with a running mean over the window (context-dependent); the
+    running one also predicts a channel target of 4 channels."""
 
     def __init__(self, dim, running=False):
         super().__init__()
-        self.config = type("C", (), {"n_vertices": 2})()
-        self.w = torch.nn.Linear(dim, 6)
+        self.config = type("C", (), {"n_vertices": 2, "channels": (("blendshapes", 4),) if running else ()})()
+        self.w = torch.nn.Linear(dim, 10)
         self.running = running
 
     def forward(self, x):
         y = self.w(x)
         if self.running:
             y = torch.cumsum(y, 1) / torch.arange(1, x.shape[1] + 1)[None, :, None]
-        return y.reshape(x.shape[0], x.shape[1], 2, 3)
+        out = {"offsets": y[..., :6].reshape(x.shape[0], x.shape[1], 2, 3)}
+        if self.running:
+            out["blendshapes"] = y[..., 6:]
+        return out
 
 
 def _predictor(model, window=40, overlap=10):
@@ -54,7 +58,7 @@ def test_windowed_prediction_of_a_framewise_model_equals_one_pass():
     model = _Frames(5).eval()
     x = np.random.default_rng(0).normal(size=(517, 5)).astype(np.float32)
     with torch.no_grad():
-        whole = model(torch.from_numpy(x)[None])[0].numpy()
+        whole = model(torch.from_numpy(x)[None])["offsets"][0].numpy()
     np.testing.assert_allclose(_predictor(model).predict_normalised(x), whole, atol=1e-5)
 
 
@@ -65,12 +69,20 @@ def test_streaming_in_uneven_blocks_gives_the_one_pass_result_in_order():
     p = _predictor(model, overlap=12)
     p.checkpoint.update(roles=["phonetic"], features={"phonetic": {"dim": 5, "cache_key": "test"}},
                         normalisation={"phonetic_mean": torch.zeros(5), "phonetic_std": torch.ones(5),
-                                       "offset_mean": torch.zeros(2, 3), "offset_scale": torch.ones(2, 3)})
+                                       "offset_mean": torch.zeros(2, 3), "offset_scale": torch.ones(2, 3),
+                                       "target_blendshapes_mean": torch.full((4,), 0.5),
+                                       "target_blendshapes_std": torch.full((4,), 2.0)})
     whole = p.predict_normalised(x)
     cuts = [0, 7, 150, 151, 390, 517]
     pieces = list(p.stream(({"phonetic": x[a:b]} for a, b in zip(cuts[:-1], cuts[1:])), 517))
     assert len(pieces) > 1  # frames come out before the last block is read
-    np.testing.assert_allclose(np.concatenate(pieces), whole, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate([q["offsets"] for q in pieces]), whole, atol=1e-6)
+    all_at_once = p.predict_targets({"phonetic": x})
+    streamed = np.concatenate([q["blendshapes"] for q in pieces])
+    np.testing.assert_allclose(streamed, all_at_once["blendshapes"], atol=1e-6)
+    with torch.no_grad():  # the first window's frames, denormalised: 0.5 + 2 x the model's output
+        first = model(torch.from_numpy(x[None, :20]))["blendshapes"][0].numpy()
+    np.testing.assert_allclose(streamed[:20], 0.5 + 2.0 * first, atol=1e-5)
     with pytest.raises(ValueError, match="end at frame 390, 517 frames expected"):
         list(p.stream(({"phonetic": x[a:b]} for a, b in zip(cuts[:-2], cuts[1:-1])), 517))
     with pytest.raises(ValueError, match="hold 527 frames, 517 expected"):

@@ -18,7 +18,8 @@ SMALL_MODEL = dict(d_model=32, heads=2, layers=1, ff_dim=64, dropout=0.0, positi
 
 
 def _cfg(**kw):
-    base = dict(roles=["phonetic", "emotion"], epochs=20, patience=0, batch_size=4, optimizer="adam", lr=3e-3,
+    base = dict(roles=["phonetic", "emotion"], targets=["offsets"],
+                target_weights={"offsets": 1.0, "blendshapes": 1.0, "head_pose": 0.1}, epochs=20, patience=0, batch_size=4, optimizer="adam", lr=3e-3,
                 warmup_epochs=0, schedule="constant", lr_floor=0.05, weight_decay=0.0, lip_weight=0.0,
                 input_noise=0.0, window=40, stride=20, temporal_weight=0.1, grad_clip=1.0, seed=0, device="cpu",
                 amp=False, threads=1, model=dict(SMALL_MODEL))
@@ -30,7 +31,21 @@ def _cfg(**kw):
 def learnable(tmp_path_factory):
     """Six chunks where the mouth opens with a smoothed 'loudness' feature (as in speech) and the
     emotion features carry a slow 'smile'; a chunk of noise features with no face at all."""
-    path = tmp_path_factory.mktemp("ds") / "dataset.zarr"
+    return _learnable(tmp_path_factory.mktemp("ds") / "dataset.zarr")
+
+
+@pytest.fixture(scope="module")
+def learnable_channels(tmp_path_factory):
+    """The same chunks with channel targets: blendshapes whose jawOpen follows the loudness (the
+    others noise), and a head pose that is noise."""
+    return _learnable(tmp_path_factory.mktemp("dsc") / "dataset.zarr", channels=True)
+
+
+def _learnable(path, channels=False):
+    from animote.landmarker import BLENDSHAPES
+    from animote.targets import HEAD_POSE
+
+    extra = np.random.default_rng(5)  # its own stream: the offsets and features stay those of the plain dataset
     rng = np.random.default_rng(0)
     lips, corners = np.arange(0, 20), np.arange(20, 30)
     names = [("rec", f"c{i:03d}") for i in range(7)]
@@ -50,12 +65,19 @@ def learnable(tmp_path_factory):
         if i == 6:
             mask[:] = False
             offsets[:] = 0
+        targets = {}
+        if channels:
+            scores = 0.05 * extra.random((frames, len(BLENDSHAPES)))
+            scores[:, BLENDSHAPES.index("jawOpen")] = 0.6 * loud
+            targets = {"blendshapes": np.where(mask[:, None], scores, 0).astype(np.float32),
+                       "head_pose": np.where(mask[:, None], extra.normal(size=(frames, 6)), 0).astype(np.float32)}
         chunks.append(ChunkData(rec, ch, {"phonetic": phon.astype(np.float32), "emotion": emo.astype(np.float32)},
-                                offsets.astype(np.float32), mask, split[(rec, ch)]))
+                                offsets.astype(np.float32), mask, split[(rec, ch)], targets))
     roles = {"phonetic": {"cache_key": "p/x", "spec": {"type": "whisper", "model": "bundled:tiny.en"}, "dim": 6},
              "emotion": {"cache_key": "e/x", "spec": {"type": "egemaps"}, "dim": 3}}
     write_dataset(path, chunks, {"rec": np.zeros((468, 3), np.float32)}, roles, 30.0,
-                  SplitParams(0.7, 0.15, 0.15, 0), "testhash")
+                  SplitParams(0.7, 0.15, 0.15, 0), "testhash",
+                  {"blendshapes": BLENDSHAPES, "head_pose": HEAD_POSE} if channels else None)
     return path
 
 
@@ -64,7 +86,7 @@ def test_model_shapes_and_switches():
     for over in ({}, {"positional_encoding": False, "layer_norm": False}, {"causal": False, "bidirectional": True},
                  {"heads": 4}):
         model = build_model(ModelConfig.from_dict(SMALL_MODEL, input_dim=11, **over))
-        assert model(x).shape == (3, 17, 468, 3)
+        assert model(x)["offsets"].shape == (3, 17, 468, 3)
     with pytest.raises(ValueError, match="unknown model config keys: wings"):
         ModelConfig.from_dict({"wings": 2})
 
@@ -77,12 +99,12 @@ def test_causal_model_does_not_see_the_future():
     y = x.clone()
     y[:, 10:] = torch.randn(1, 10, 5)
     with torch.no_grad():
-        a, b = model(x), model(y)
+        a, b = model(x)["offsets"], model(y)["offsets"]
     assert torch.allclose(a[:, :10], b[:, :10], atol=1e-5) and not torch.allclose(a[:, 10:], b[:, 10:])
     bi = build_model(ModelConfig.from_dict(SMALL_MODEL, input_dim=5, causal=False, bidirectional=True)).eval()
     torch.nn.init.normal_(bi.head.weight)
     with torch.no_grad():
-        assert not torch.allclose(bi(x)[:, :10], bi(y)[:, :10])
+        assert not torch.allclose(bi(x)["offsets"][:, :10], bi(y)["offsets"][:, :10])
 
 
 def test_loss_by_hand():
@@ -106,7 +128,7 @@ def test_faceless_frames_change_nothing_in_the_loss():
 
     def loss_and_grad(x, y, mask):
         model.zero_grad()
-        loss, _ = masked_loss(model(x), y, mask, 0.1)
+        loss, _ = masked_loss(model(x)["offsets"], y, mask, 0.1)
         loss.backward()
         return loss.item(), model.head.weight.grad.clone()
 
@@ -160,7 +182,7 @@ def test_checkpoint_loads_weights_only_in_a_fresh_process(learnable, tmp_path):
     save_checkpoint(path, result.model, cfg, ds, {"experiment": "t", "run_id": "abc"})
     x = torch.randn(1, 30, 9)
     with torch.no_grad():
-        expected = result.model(x).numpy()
+        expected = result.model(x)["offsets"].numpy()
     np.save(tmp_path / "x.npy", x.numpy())
     code = f"""
 import numpy as np, torch
@@ -168,7 +190,7 @@ ckpt = torch.load({str(path)!r}, weights_only=True)
 from animote.train import load_checkpoint
 model, ckpt = load_checkpoint({str(path)!r})
 with torch.no_grad():
-    out = model(torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})))
+    out = model(torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})))["offsets"]
 np.save({str(tmp_path / 'out.npy')!r}, out.numpy())
 print(ckpt["features"]["phonetic"]["spec"]["model"], ckpt["dataset_hash"], ckpt["fps"],
       tuple(ckpt["neutral"]["rec"].shape), sorted(ckpt["normalisation"]))
@@ -264,11 +286,48 @@ def test_every_experiment_is_tested_with_the_evaluation_window_not_its_own(learn
         cfg = _cfg(epochs=2, window=window, stride=window // 2, temporal_weight=0.0)
         res = fit(ds, cfg, progress=False)
         save_checkpoint(tmp_path / f"w{window}.pt", res.model, cfg, ds, {"experiment": f"w{window}"})
-        result, _, pred = score_checkpoint(ds, tmp_path / f"w{window}.pt", settings)
-        p = ds.normalise_targets(pred)
+        result, _, preds = score_checkpoint(ds, tmp_path / f"w{window}.pt", settings)
+        p = ds.normalise_targets(preds["offsets"])
         expected = windowed_loss(p, y, split.mask, split.bounds, 30, 0.5)["loss"]
         own = windowed_loss(p, y, split.mask, split.bounds, window, 0.0)["loss"]
         assert result["summary"]["loss"] == pytest.approx(expected) and expected != pytest.approx(own)
         assert result["loss_settings"] == settings["loss"] and result["intervals"]["windows"] == 5
         losses[window] = result["summary"]["loss"]
     assert losses[20] != losses[40]
+
+
+def test_channel_targets_get_their_heads_and_leave_the_offsets_alone(learnable, learnable_channels, tmp_path):
+    """Offsets alone train the same on a dataset that also holds channel targets; asking for
+    blendshapes and head pose adds a head each, learns jawOpen (which follows the loudness), and
+    the checkpoint's predictor returns every target in its own units."""
+    from animote.predict import Predictor
+
+    timing = ("seconds", "frames_per_s")
+    plain = fit(Dataset(learnable), _cfg(epochs=3), progress=False)
+    same = fit(Dataset(learnable_channels), _cfg(epochs=3), progress=False)
+    assert [{k: v for k, v in r.items() if k not in timing} for r in plain.history] == \
+        [{k: v for k, v in r.items() if k not in timing} for r in same.history]
+    ds = Dataset(learnable_channels)
+    cfg = _cfg(targets=["offsets", "blendshapes", "head_pose"])
+    res = fit(ds, cfg, progress=False)
+    assert sorted(res.model.channel_heads) == ["blendshapes", "head_pose"]
+    best = res.best
+    assert best["val_r2"] > 0.5 and best["val_blendshapes_r2"] < 0.5  # the noise channels are not learnable
+    total = best["val_loss"]
+    parts = cfg.target_weights
+    assert total == pytest.approx(best["val_mse"] + 0.1 * best["val_temporal"] + parts["blendshapes"] *
+                                  best["val_blendshapes_loss"] + parts["head_pose"] * best["val_head_pose_loss"])
+    save_checkpoint(tmp_path / "m.pt", res.model, cfg, ds, {"experiment": "c"})
+    p = Predictor.load(tmp_path / "m.pt")
+    assert p.targets == ["offsets", "blendshapes", "head_pose"] and len(p.channel_names("blendshapes")) == 52
+    chunk = ds.read_chunk(*ds.chunk_names("validation")[0], ["phonetic", "emotion"], ["blendshapes"])
+    out = p.predict_targets(chunk.features)
+    assert out["offsets"].shape == (150, 468, 3) and out["blendshapes"].shape == (150, 52)
+    assert out["head_pose"].shape == (150, 6)
+    jaw = p.channel_names("blendshapes").index("jawOpen")
+    r = np.corrcoef(out["blendshapes"][:, jaw], chunk.channels["blendshapes"][:, jaw])[0, 1]
+    lip = np.corrcoef(out["offsets"][:, 0, 1], chunk.offsets[:, 0, 1])[0, 1]  # a lip vertex, moved by the same loudness
+    assert r > 0.5 and r > lip - 0.15  # it follows the true curve as well as the mesh does
+    assert abs(out["blendshapes"][:, jaw].mean() - chunk.channels["blendshapes"][:, jaw].mean()) < 0.1
+    with pytest.raises(ValueError, match="lacks offsets"):
+        _cfg(targets=["blendshapes"])

@@ -1,7 +1,9 @@
 """Inference: a trained model turns new speech into face meshes, and the files a user wants.
 
 :func:`animate` takes speech (anything ffmpeg reads) and a checkpoint and writes a mesh video
-(mp4, the speech muxed in), the mesh sequence (``.npz``) and, optionally, one OBJ per frame; it
+(mp4, the speech muxed in), the mesh sequence (``.npz``, with the blendshapes and head pose when
+the model predicts them), optionally one OBJ per frame and the ARKit curves for engines
+(``arkit``: a Live Link Face CSV or a JSON, :mod:`animote.arkit`); it
 returns what it wrote and where the time went (:class:`Timings`). The model's own feature
 backends compute the features (:func:`animote.features.compute_features`, the call the feature
 stage makes), :class:`animote.predict.Predictor` predicts (the evaluation stage's code),
@@ -60,6 +62,8 @@ class Animation:
     video: str
     meshes: str
     obj_dir: str | None
+    arkit: str | None
+    targets: list[str]  # what the model predicted: offsets, and its channel targets
     frames: int
     fps: float
     audio_seconds: float
@@ -185,11 +189,14 @@ def block_features(raw: Path, n_samples: int, blocks, fps: float, backends, spee
         yield block
 
 
-def mesh_frames(pieces: Iterator[np.ndarray], neutral: np.ndarray, writers, model: Path, timings: Timings,
-                on_frame=None) -> Iterator[tuple[np.ndarray]]:
-    """Predicted offsets (``pieces``, as the predictor streams them) as meshes: each piece goes to
-    every writer of ``writers``, then frame by frame to the video. Prediction time excludes the
-    feature time spent inside it."""
+def mesh_frames(pieces: Iterator[Mapping[str, np.ndarray]], neutral: np.ndarray, writers, model: Path,
+                timings: Timings, on_frame=None, channels: dict[str, list] | None = None,
+                bars: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, ...]]:
+    """Predicted targets (``pieces``, as the predictor streams them): the offsets as meshes, each
+    piece to every writer of ``writers``, then frame by frame to the video; each channel target's
+    piece appended to its list in ``channels``; with ``bars`` (blendshape indices), each frame
+    also carries those channels' values (the video's strip). Prediction time excludes the feature
+    time spent inside it."""
     while True:
         t0, f0 = time.perf_counter(), timings.seconds["features"]
         try:
@@ -199,19 +206,35 @@ def mesh_frames(pieces: Iterator[np.ndarray], neutral: np.ndarray, writers, mode
         timings.seconds["prediction"] += time.perf_counter() - t0 - (timings.seconds["features"] - f0)
         if piece is None:
             return
-        meshes = neutral + piece
+        meshes = neutral + piece["offsets"]
         with timings.phase("export"):
             for w in writers:
                 w.write(meshes)
-        for m in meshes:
-            yield (m,)
+            for t, parts in (channels or {}).items():
+                parts.append(piece[t])
+        strip = piece["blendshapes"][:, bars] if bars is not None else None
+        for i, m in enumerate(meshes):
+            yield (m,) if strip is None else (m, strip[i])
             if on_frame is not None:
                 on_frame()
 
 
-def _check_paths(speech: Path, out: Path | None) -> Path:
+def strip_channels(predictor) -> tuple[tuple[str, ...], np.ndarray | None]:
+    """The mouth channels the video's strip shows (those of the model's blendshapes) and their indices."""
+    from .targets import MOUTH_CHANNELS
+
+    if "blendshapes" not in predictor.targets:
+        return (), None
+    names = predictor.channel_names("blendshapes")
+    labels = tuple(n for n in MOUTH_CHANNELS if n in names)
+    return labels, np.array([names.index(n) for n in labels], np.int64)
+
+
+def _check_paths(speech: Path, out: Path | None, arkit: Path | None = None) -> Path:
     if not speech.is_file():
         raise InputError(f"{speech}: no such file")
+    if arkit is not None and arkit.suffix.lower() not in (".csv", ".json"):
+        raise InputError(f"--arkit {arkit}: write the ARKit curves as OUT.csv (Live Link Face) or OUT.json")
     out = out or Path(f"{speech.stem}_animote.mp4")
     if out.suffix.lower() != ".mp4":
         raise InputError(f"--out {out}: the video is written as mp4; name it OUT.mp4")
@@ -223,11 +246,15 @@ def _check_paths(speech: Path, out: Path | None) -> Path:
 def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.PathLike | None = None, *,
             neutral: str | None = None, obj_dir: str | os.PathLike | None = None, device: str = "auto",
             size: int = 512, block_seconds: float = 30.0, overlap: int | None = None,
-            backend_models: Mapping[str, str] | None = None, on_frame=None) -> Animation:
+            backend_models: Mapping[str, str] | None = None, on_frame=None,
+            arkit: str | os.PathLike | None = None) -> Animation:
     """Animate ``speech`` with the checkpoint ``model``: the video ``out`` (mp4), the meshes beside
-    it (``.npz``) and, with ``obj_dir``, one OBJ per frame, each written under a temporary name and
-    renamed when complete. ``on_frame(total)`` is called after each frame is drawn (a progress bar).
-    Raises :class:`InputError` for bad input."""
+    it (``.npz``, and the model's blendshapes and head pose), with ``obj_dir`` one OBJ per frame,
+    with ``arkit`` the predicted blendshapes and head angles as a Live Link Face CSV (``.csv``) or
+    a JSON (``.json``); each written under a temporary name and renamed when complete.
+    ``on_frame(total)`` is called after each frame is drawn (a progress bar). Raises
+    :class:`InputError` for bad input."""
+    from .arkit import write_arkit_json, write_livelink_csv
     from .chunks import plan_chunks
     from .export import MeshSequenceWriter, ObjSequenceWriter
     from .features import SAMPLE_RATE
@@ -238,9 +265,13 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
 
     t_start = time.perf_counter()
     speech, model = Path(speech), Path(model)
-    out = _check_paths(speech, Path(out) if out else None)
+    arkit = Path(arkit) if arkit else None
+    out = _check_paths(speech, Path(out) if out else None, arkit)
     npz = out.with_suffix(".npz")
     predictor = load_model(model, device)
+    if arkit is not None and "blendshapes" not in predictor.targets:
+        raise InputError(f"--arkit {arkit}: {model} predicts {', '.join(predictor.targets)}, no blendshapes; train one "
+                         f"with train.targets: [offsets, blendshapes] on recordings tracked with mesh.tracker: landmarker")
     if overlap is not None:
         predictor.overlap = overlap
     backends = load_backends(predictor, model, predictor.device, backend_models or {})
@@ -281,18 +312,36 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
 
         features = block_features(raw, n_samples, blocks, fps, backends, speech, timings)
         tick = (lambda: on_frame(n_frames)) if on_frame is not None else None
-        frames = mesh_frames(predictor.stream(features, n_frames), neutral_mesh, writers, model, timings, tick)
+        channels = {t: [] for t in predictor.targets if t != "offsets"}
+        labels, bars = strip_channels(predictor)
+        frames = mesh_frames(predictor.stream(features, n_frames), neutral_mesh, writers, model, timings, tick,
+                             channels, bars)
         t = time.perf_counter()
         written = render_video(frames, (speech.name,), Frame2D.around(neutral_mesh, size, margin=0.15), fps, out,
-                               audio=speech, n_frames=n_frames)
+                               audio=speech, n_frames=n_frames, bars=labels)
         s = timings.seconds
         s["rendering"] = time.perf_counter() - t - s["features"] - s["prediction"] - s["export"]
         if written != n_frames:
             raise RuntimeError(f"{written} frames rendered, {n_frames} expected")
         with timings.phase("export"):
+            curves = {t: np.concatenate(parts) for t, parts in channels.items()}
+            if "blendshapes" in curves:
+                curves["blendshapes"] = np.clip(curves["blendshapes"], 0.0, 1.0)  # scores, as the tracker's
+            for t, values in curves.items():
+                writer.add(t, values.astype(np.float32))
+                writer.add(f"{t}_names", np.array(predictor.channel_names(t)))
             writer.close()
+            if arkit is not None:
+                head = curves["head_pose"][:, :3] if "head_pose" in curves else None
+                names = predictor.channel_names("blendshapes")
+                if arkit.suffix.lower() == ".csv":
+                    write_livelink_csv(arkit, curves["blendshapes"], fps, names, head_deg=head)
+                else:
+                    write_arkit_json(arkit, curves["blendshapes"], fps, names, head_deg=head,
+                                     info={"speech": speech.name, "model": str(model)})
     total = time.perf_counter() - t_start
     return Animation(video=str(out), meshes=str(npz), obj_dir=str(obj_dir) if obj_dir is not None else None,
+                     arkit=str(arkit) if arkit is not None else None, targets=predictor.targets,
                      frames=n_frames, fps=fps, audio_seconds=seconds, peak_dbfs=peak_db, blocks=len(blocks),
                      seconds=dict(timings.seconds, total=total), real_time_factor=seconds / total,
                      peak_rss_mb=peak_rss_mb())

@@ -4,10 +4,14 @@
 - ridge: a linear map from the same normalised input features (each frame with ``context``
   frames either side, edges repeated) to the normalised offsets, closed form, its context and
   its regularisation chosen on the validation split (the bar is as high as a closed form gets).
+  Channel targets (blendshapes, head pose) get their own ridge from the same decomposition, their
+  context and regularisation chosen on their own validation MSE, so asking for them changes
+  nothing of the offsets' ridge.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,24 +42,31 @@ class Ridge:
     alpha: float
     context: int
     validation_mse: dict[tuple[int, float], float]  # (context, alpha) -> validation MSE (normalised units)
+    shape: tuple[int, ...] = (-1, 3)  # a frame's prediction: (V, 3) offsets, or (C,) channels
 
     def predict(self, inputs: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-        """Normalised offsets (N, V, 3) for every frame of normalised ``inputs`` (N, D) made of
-        chunks ``bounds``."""
+        """Normalised predictions, (N, V, 3) offsets or (N, C) channels, for every frame of
+        normalised ``inputs`` (N, D) made of chunks ``bounds``."""
         x = with_context(inputs, bounds, self.context).astype(np.float64)
-        return (x @ self.weight + self.bias).reshape(len(x), -1, 3).astype(np.float32)
+        return (x @ self.weight + self.bias).reshape(len(x), *self.shape).astype(np.float32)
 
 
-def _gram(seq: Sequences, context: int):
+def _target(seq: Sequences, target: str) -> np.ndarray:
+    y = seq.targets if target == "offsets" else seq.channels[target]
+    return y[seq.mask].reshape(int(seq.mask.sum()), -1).astype(np.float64)
+
+
+def _gram(seq: Sequences, context: int, targets: Sequence[str] = ("offsets",)):
     x = with_context(seq.inputs, seq.bounds, context)[seq.mask].astype(np.float64)
-    y = seq.targets[seq.mask].reshape(int(seq.mask.sum()), -1).astype(np.float64)
-    return x, y
+    return x, np.concatenate([_target(seq, t) for t in targets], axis=1)
 
 
-def _ridge_path(x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, yv: np.ndarray | None, alphas):
+def _ridge_path(x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, yv: np.ndarray | None, alphas,
+                columns: dict[str, slice] | None = None):
     """Ridge for every alpha from one eigendecomposition: of XᵀX when there are more frames than
     inputs, of XXᵀ otherwise (the same solutions, the smaller matrix). Returns the centring means,
-    a function alpha -> weights, and the validation MSE per alpha."""
+    a function alpha -> weights, and the validation MSE per alpha (with ``columns``, per alpha
+    a dict of the MSE of each named slice of y's columns)."""
     mx, my = x.mean(0), y.mean(0)
     xc, yc = x - mx, y - my
     primal = len(x) >= x.shape[1]
@@ -71,8 +82,9 @@ def _ridge_path(x: np.ndarray, y: np.ndarray, xv: np.ndarray | None, yv: np.ndar
     scores = {}
     if proj is not None:
         for a in alphas:
-            pred = proj @ (r / (lam + a)[:, None]) + my
-            scores[float(a)] = float(np.mean((pred - yv) ** 2))
+            err = (proj @ (r / (lam + a)[:, None]) + my - yv) ** 2
+            scores[float(a)] = float(np.mean(err)) if columns is None else \
+                {t: float(np.mean(err[:, c])) for t, c in columns.items()}
 
     def weights(a: float) -> np.ndarray:
         coef = r / (lam + a)[:, None]
@@ -87,26 +99,42 @@ def fit_ridge(train: Sequences, validation: Sequences, contexts=(2,),
     ``alpha`` (the penalty on the weights, not the bias); keep the pair with the lowest
     validation MSE (without a validation frame: the smallest context and the largest alpha, the
     safest)."""
+    return fit_ridges(train, validation, contexts, alphas)["offsets"]
+
+
+def fit_ridges(train: Sequences, validation: Sequences, contexts=(2,), alphas=(0.1, 1, 10, 100, 1e3, 1e4, 1e5),
+               targets: Sequence[str] = ("offsets",)) -> dict[str, Ridge]:
+    """:func:`fit_ridge` of each target (offsets, and channel targets the sequences hold) from one
+    decomposition per context; each target's context and alpha chosen on its own validation MSE."""
     contexts = [contexts] if isinstance(contexts, (int, np.integer)) else list(contexts)
-    scores: dict[tuple[int, float], float] = {}
-    best = None
+    widths = {t: _target(train, t).shape[1] for t in targets}
+    columns, at = {}, 0
+    for t, n in widths.items():
+        columns[t], at = slice(at, at + n), at + n
+    scores: dict[str, dict[tuple[int, float], float]] = {t: {} for t in targets}
+    best: dict[str, tuple] = {}
     for c in contexts:
-        x, y = _gram(train, c)
+        x, y = _gram(train, c, targets)
         if not len(x):
             raise ValueError("no training frame has a face: nothing to fit the ridge baseline on")
-        xv, yv = _gram(validation, c) if validation.frames else (None, None)
+        xv, yv = _gram(validation, c, targets) if validation.frames else (None, None)
         if xv is not None and not len(xv):
             xv = yv = None
-        mx, my, weights, sc = _ridge_path(x, y, xv, yv, alphas)
-        scores.update({(c, a): m for a, m in sc.items()})
-        pick = min(sc, key=sc.get) if sc else float(max(alphas))
-        if best is None or (sc and sc[pick] < best[0]):
-            w = weights(pick)
-            best = (sc.get(pick, np.inf), c, pick, w.astype(np.float32), (my - mx @ w).astype(np.float32))
+        mx, my, weights, sc = _ridge_path(x, y, xv, yv, alphas, columns)
+        solved: dict[float, np.ndarray] = {}
+        for t, cols in columns.items():
+            mse = {a: m[t] for a, m in sc.items()}
+            scores[t].update({(c, a): m for a, m in mse.items()})
+            pick = min(mse, key=mse.get) if mse else float(max(alphas))
+            if t not in best or (mse and mse[pick] < best[t][0]):
+                if pick not in solved:
+                    solved[pick] = weights(pick)
+                w = solved[pick][:, cols]
+                best[t] = (mse.get(pick, np.inf), c, pick, w.astype(np.float32), (my[cols] - mx @ w).astype(np.float32))
         if not sc:  # nothing to choose with: the first (smallest) context
             break
-    _, c, a, w, b = best
-    return Ridge(w, b, float(a), int(c), scores)
+    return {t: Ridge(w, b, float(a), int(c), scores[t], (-1, 3) if t == "offsets" else (widths[t],))
+            for t, (_, c, a, w, b) in best.items()}
 
 
 def baseline_set(experiments) -> dict[str, dict]:

@@ -71,6 +71,11 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--obj", metavar="DIR",
                    help="also write one OBJ per frame (frame_000001.obj, ...) into DIR, with MediaPipe's face-mesh "
                         "triangles (y up, for Blender)")
+    a.add_argument("--arkit", metavar="OUT.csv|OUT.json",
+                   help="also write the predicted ARKit blendshapes (and head angles, when the model predicts head "
+                        "pose) as the CSV Epic's Live Link Face app records, which Unreal's importer reads (name it "
+                        "<slate>_<take>_<subject>.csv), or as a plain JSON; the model must predict blendshapes "
+                        "(train.targets: [offsets, blendshapes])")
     a.add_argument("--size", type=int, default=512, metavar="PIXELS",
                    help="video height and width in pixels (default: %(default)s)")
     a.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -120,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar, tick = _progress(sys.stderr.isatty() and not args.no_progress)
         r = animate(args.speech, args.model, args.out, neutral=args.neutral, obj_dir=args.obj, device=args.device,
                     size=args.size, block_seconds=args.block_seconds, overlap=args.overlap,
-                    backend_models=dict(args.backend_model), on_frame=tick).to_dict()
+                    backend_models=dict(args.backend_model), on_frame=tick, arkit=args.arkit).to_dict()
     except (InputError, ModelUnavailable) as exc:
         if args.traceback:
             raise
@@ -131,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.close()
     s = r["seconds"]
     obj = f", {r['frames']} OBJs in {r['obj_dir']}/" if r["obj_dir"] else ""
+    obj += f", the ARKit curves in {r['arkit']}" if r["arkit"] else ""
     print(f"animote: wrote {r['video']} ({r['frames']} frames, {r['audio_seconds']:.1f} s at {r['fps']:g} fps), "
           f"{r['meshes']}{obj}")
     print(f"animote: {r['real_time_factor']:.1f}x real time: decode {s['decode']:.1f} s, features "

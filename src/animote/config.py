@@ -134,11 +134,12 @@ class ChunkParams:
 
 
 def merge_experiment(train: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """An experiment's full training config: ``train`` with ``overrides`` (``model`` merged key by key)."""
+    """An experiment's full training config: ``train`` with ``overrides`` (``model`` and
+    ``target_weights`` merged key by key)."""
     out = copy.deepcopy(dict(train))
     for k, v in (overrides or {}).items():
-        if k == "model":
-            out["model"] = {**out["model"], **v}
+        if k in ("model", "target_weights"):
+            out[k] = {**out[k], **v}
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -170,4 +171,10 @@ def sweep_experiments(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     if unknown:
         raise ValueError(f"config key 'sweep.run': {unknown} are not among sweep.experiments "
                          f"({', '.join(sweep['experiments'])})")
-    return {n: merge_experiment(config["train"], sweep["experiments"][n] or {}) for n in chosen}
+    out = {n: merge_experiment(config["train"], sweep["experiments"][n] or {}) for n in chosen}
+    tracker = config.get("mesh", {}).get("tracker", "facemesh")
+    wants = [n for n, e in out.items() if "blendshapes" in e.get("targets", ())]
+    if wants and tracker != "landmarker":
+        raise ValueError(f"config key 'train.targets': experiments {', '.join(wants)} predict blendshapes, which only "
+                         f"mesh.tracker: landmarker gives (it is {tracker}); set it, or leave blendshapes out")
+    return out

@@ -9,12 +9,16 @@ One module owns the format. A dataset is a Zarr (v3) store::
       chunks/<recording>/<chunk>/offsets    float32 (T, 468, 3)  aligned mesh - neutral mesh (0 where masked)
       chunks/<recording>/<chunk>/mask       bool (T,)            a face was found; False frames are kept, never
                                                                  deleted, and excluded from every loss and metric
+      chunks/<recording>/<chunk>/head_pose  float32 (T, 6)       yaw, pitch, roll, x, y, z (animote.targets; 0 where masked)
+      chunks/<recording>/<chunk>/blendshapes float32 (T, 52)     the landmarker's scores (0 where masked); only when
+                                                                 every chunk was tracked with mesh.tracker: landmarker
       neutral/<recording>                   float32 (468, 3)     the recording's neutral mesh
       norm/<role>_mean, norm/<role>_std     float32 (D_role,)    inputs, from the training split only
       norm/offset_mean                      float32 (468, 3)     targets, from the training split's masked frames
       norm/offset_scale                     float32 ()           one RMS for every coordinate (see normalise_targets)
-    attrs: hash, fps, roles {role: {cache_key, spec, dim}}, chunks [{recording, chunk, split, frames, faces}],
-           split parameters, format version
+      norm/target_<target>_mean, _std       float32 (C,)         each channel target's, per channel (animote.targets)
+    attrs: hash, fps, roles {role: {cache_key, spec, dim}}, targets {target: {channels}} (beside offsets),
+           chunks [{recording, chunk, split, frames, faces}], split parameters, format version
 
 Windows (the paper's pad_or_truncate) are cut when the data is loaded, so a change of window
 length or stride does not rebuild the dataset.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -136,14 +140,16 @@ def content_hash(parts: Iterable[tuple[str, Any]]) -> str:
 class Sequences:
     """The chunks of one split, concatenated: what the loader cuts windows from.
 
-    ``inputs`` (N, D) normalised, ``targets`` (N, 468, 3) normalised, ``mask`` (N,), and
-    ``bounds`` (chunks, 2): each chunk's [start, end) in the concatenation."""
+    ``inputs`` (N, D) normalised, ``targets`` (N, 468, 3) normalised, ``mask`` (N,),
+    ``bounds`` (chunks, 2): each chunk's [start, end) in the concatenation, and ``channels``: each
+    channel target asked for, (N, C) normalised (0 where masked)."""
 
     inputs: np.ndarray
     targets: np.ndarray
     mask: np.ndarray
     bounds: np.ndarray
     names: list[str]
+    channels: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -161,15 +167,21 @@ class ChunkData:
     offsets: np.ndarray  # (T, 468, 3)
     mask: np.ndarray  # (T,)
     split: str = "train"
+    channels: dict[str, np.ndarray] = field(default_factory=dict)  # channel target -> (T, C), 0 where masked
 
 
 def write_dataset(path, chunks: Sequence[ChunkData], neutrals: Mapping[str, np.ndarray], roles: Mapping[str, dict],
-                  fps: float, split_params: SplitParams, built_from: str) -> dict:
+                  fps: float, split_params: SplitParams, built_from: str,
+                  channels: Mapping[str, Sequence[str]] | None = None) -> dict:
     """Write the dataset store atomically; normalisation from the training chunks only.
-    ``roles``: role -> {cache_key, spec, dim}. Returns the store's attributes."""
+    ``roles``: role -> {cache_key, spec, dim}; ``channels``: channel target -> its channel names
+    (every chunk holds each). Returns the store's attributes."""
     import zarr
 
+    from .targets import channel_stats
     from .util import atomic_path
+
+    channels = dict(channels or {})
 
     train = [c for c in chunks if c.split == "train"]
     if not train:
@@ -179,6 +191,9 @@ def write_dataset(path, chunks: Sequence[ChunkData], neutrals: Mapping[str, np.n
         norm[f"{role}_mean"], norm[f"{role}_std"] = input_stats(c.features[role] for c in train)
     offset_mean, scale = target_stats((c.offsets for c in train), (c.mask for c in train))
     norm["offset_mean"], norm["offset_scale"] = offset_mean, np.float32(scale)
+    for target in channels:
+        norm[f"target_{target}_mean"], norm[f"target_{target}_std"] = channel_stats(
+            (c.channels[target] for c in train), (c.mask for c in train))
     attrs = {
         "format_version": FORMAT_VERSION, "hash": built_from, "fps": float(fps),
         "roles": {r: dict(v) for r, v in roles.items()},
@@ -187,6 +202,7 @@ def write_dataset(path, chunks: Sequence[ChunkData], neutrals: Mapping[str, np.n
         "chunks": [{"recording": c.recording, "chunk": c.chunk, "split": c.split, "frames": int(len(c.mask)),
                     "faces": int(c.mask.sum())} for c in chunks],
         "offset_units": "isotropic (every axis / image width), neutral mesh frame, minus the neutral mesh",
+        "targets": {t: {"channels": list(names)} for t, names in channels.items()},
     }
     with atomic_path(path) as tmp:
         root = zarr.open_group(str(tmp), mode="w")
@@ -196,6 +212,8 @@ def write_dataset(path, chunks: Sequence[ChunkData], neutrals: Mapping[str, np.n
                 g.create_array(role, data=np.asarray(c.features[role], np.float32))
             g.create_array("offsets", data=c.offsets.astype(np.float32))
             g.create_array("mask", data=c.mask.astype(bool))
+            for target in channels:
+                g.create_array(target, data=np.asarray(c.channels[target], np.float32))
         for rec, n in neutrals.items():
             root.require_group("neutral").create_array(rec, data=np.asarray(n, np.float32))
         for name, value in norm.items():
@@ -210,6 +228,17 @@ def normalise_inputs(features: Mapping[str, np.ndarray], roles: Sequence[str], n
     parts = [(np.asarray(features[r], np.float32) - np.asarray(norm[f"{r}_mean"])) / np.asarray(norm[f"{r}_std"])
              for r in roles]
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def normalise_channels(target: str, y: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:
+    """A channel target's values (frames, C) z-scored by the training statistics in ``norm``."""
+    mean, std = np.asarray(norm[f"target_{target}_mean"]), np.asarray(norm[f"target_{target}_std"])
+    return ((np.asarray(y, np.float32) - mean) / std).astype(np.float32)
+
+
+def denormalise_channels(target: str, y: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:
+    mean, std = np.asarray(norm[f"target_{target}_mean"]), np.asarray(norm[f"target_{target}_std"])
+    return (np.asarray(y, np.float32) * std + mean).astype(np.float32)
 
 
 def denormalise_targets(y: np.ndarray, norm: Mapping[str, Any]) -> np.ndarray:
@@ -254,6 +283,20 @@ class Dataset:
             raise ValueError(f"unknown split {split!r}")
         return [(c["recording"], c["chunk"]) for c in self.attrs["chunks"] if c["split"] == split]
 
+    @property
+    def targets(self) -> list[str]:
+        """What a model can learn from this dataset: offsets and each channel target it holds."""
+        return ["offsets", *self.attrs.get("targets", {})]
+
+    def channel_names(self, target: str) -> list[str]:
+        if target not in self.attrs.get("targets", {}):
+            raise ValueError(f"the dataset {self.path} holds no {target} (it has {', '.join(self.targets)})"
+                             + ("; blendshapes come from mesh.tracker: landmarker" if target == "blendshapes" else ""))
+        return list(self.attrs["targets"][target]["channels"])
+
+    def normalise_channels(self, target: str, y: np.ndarray) -> np.ndarray:
+        return normalise_channels(target, y, self.norm)
+
     def input_dim(self, roles: Sequence[str]) -> int:
         return int(sum(self.roles[r]["dim"] for r in roles))
 
@@ -267,21 +310,28 @@ class Dataset:
     def denormalise_targets(self, y: np.ndarray) -> np.ndarray:
         return denormalise_targets(y, self.norm)
 
-    def read_chunk(self, recording: str, chunk: str, roles: Sequence[str]) -> ChunkData:
+    def read_chunk(self, recording: str, chunk: str, roles: Sequence[str], channels: Sequence[str] = ()) -> ChunkData:
         g = self.root["chunks"][recording][chunk]
         split = next(c["split"] for c in self.attrs["chunks"] if (c["recording"], c["chunk"]) == (recording, chunk))
-        return ChunkData(recording, chunk, {r: g[r][...] for r in roles}, g["offsets"][...], g["mask"][...], split)
+        for t in channels:
+            self.channel_names(t)  # a clear error when the dataset lacks it
+        return ChunkData(recording, chunk, {r: g[r][...] for r in roles}, g["offsets"][...], g["mask"][...], split,
+                         {t: g[t][...] for t in channels})
 
-    def sequences(self, split: str, roles: Sequence[str]) -> Sequences:
-        """Every chunk of ``split``, normalised and concatenated, for the loader."""
+    def sequences(self, split: str, roles: Sequence[str], channels: Sequence[str] = ()) -> Sequences:
+        """Every chunk of ``split``, normalised and concatenated, for the loader; with the channel
+        targets ``channels`` (normalised, 0 where masked)."""
         unknown = [r for r in roles if r not in self.roles]
         if unknown:
             raise ValueError(f"roles {unknown} are not in the dataset (it has {list(self.roles)})")
         xs, ys, ms, bounds, names, at = [], [], [], [], [], 0
+        cs: dict[str, list] = {t: [] for t in channels}
         for rec, ch in self.chunk_names(split):
-            c = self.read_chunk(rec, ch, roles)
+            c = self.read_chunk(rec, ch, roles, channels)
             xs.append(self.normalise_inputs(c.features, roles))
             ys.append(np.where(c.mask[:, None, None], self.normalise_targets(c.offsets), 0).astype(np.float32))
+            for t in channels:
+                cs[t].append(np.where(c.mask[:, None], self.normalise_channels(t, c.channels[t]), 0).astype(np.float32))
             ms.append(c.mask)
             bounds.append((at, at + len(c.mask)))
             names.append(f"{rec}/{ch}")
@@ -289,6 +339,7 @@ class Dataset:
         if not xs:
             dim = self.input_dim(roles)
             return Sequences(np.zeros((0, dim), np.float32), np.zeros((0, 468, 3), np.float32),
-                             np.zeros(0, bool), np.zeros((0, 2), np.int64), [])
+                             np.zeros(0, bool), np.zeros((0, 2), np.int64), [],
+                             {t: np.zeros((0, len(self.channel_names(t))), np.float32) for t in channels})
         return Sequences(np.concatenate(xs), np.concatenate(ys), np.concatenate(ms),
-                         np.asarray(bounds, np.int64), names)
+                         np.asarray(bounds, np.int64), names, {t: np.concatenate(v) for t, v in cs.items()})

@@ -11,12 +11,16 @@ Every predictor hands over, per chunk, offsets from the neutral mesh in mesh uni
   frames excluded), per region, and per chunk;
 - 95 % bootstrap intervals over test windows (:mod:`animote.intervals`) of R², LVE, lip-sync r
   and each region's R², with the samples, so two predictors' differences pair up.
+
+A predictor of channel targets (blendshapes, head pose) hands those over too, and
+``score_targets`` scores each with :func:`animote.targets.score_channels`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +40,8 @@ class Split:
     neutral: np.ndarray
     mask: np.ndarray
     bounds: np.ndarray
+    channels: dict[str, np.ndarray] = field(default_factory=dict)  # channel target -> true (N, C), own units
+    channel_names: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def frames(self) -> int:
@@ -46,15 +52,21 @@ class Split:
         return slice(int(a), int(b))
 
 
-def load_split(dataset: Dataset, split: str, roles) -> Split:
+def load_split(dataset: Dataset, split: str, roles, channels: Sequence[str] | None = None) -> Split:
+    """The chunks of ``split`` with the features of ``roles`` and the channel targets ``channels``
+    (default: every one the dataset holds)."""
+    channels = [t for t in dataset.targets if t != "offsets"] if channels is None else list(channels)
     names = dataset.chunk_names(split)
     if not names:
         raise ValueError(f"the dataset {dataset.path} has no {split} chunk: give dataset.split a {split} share "
                          f"or dataset.test_recordings")
     feats: dict[str, list] = {r: [] for r in roles}
     offs, neut, masks, bounds, at = [], [], [], [], 0
+    chans: dict[str, list] = {t: [] for t in channels}
     for rec, ch in names:
-        c = dataset.read_chunk(rec, ch, roles)
+        c = dataset.read_chunk(rec, ch, roles, channels)
+        for t in channels:
+            chans[t].append(c.channels[t])
         for r in roles:
             feats[r].append(np.asarray(c.features[r], np.float32))
         offs.append(c.offsets)
@@ -63,16 +75,56 @@ def load_split(dataset: Dataset, split: str, roles) -> Split:
         bounds.append((at, at + len(c.mask)))
         at += len(c.mask)
     return Split(names, {r: np.concatenate(v) for r, v in feats.items()}, np.concatenate(offs),
-                 np.concatenate(neut).astype(np.float32), np.concatenate(masks), np.asarray(bounds, np.int64))
+                 np.concatenate(neut).astype(np.float32), np.concatenate(masks), np.asarray(bounds, np.int64),
+                 {t: np.concatenate(v) for t, v in chans.items()}, {t: dataset.channel_names(t) for t in channels})
 
 
 def predict_split(split: Split, predict_chunk: Callable[[Mapping[str, np.ndarray]], np.ndarray]) -> np.ndarray:
     """Offsets (N, 468, 3) for the whole split, one chunk at a time (a chunk is one recording's
     continuous stretch: no window crosses chunks)."""
-    out = np.zeros_like(split.offsets)
+    return predict_targets(split, lambda f: {"offsets": predict_chunk(f)})["offsets"]
+
+
+def predict_targets(split: Split, predict_chunk: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
+                    ) -> dict[str, np.ndarray]:
+    """Every target ``predict_chunk`` gives ({target: array}) for the whole split, chunk by chunk."""
+    out: dict[str, np.ndarray] = {}
     for i in range(len(split.names)):
         s = split.chunk(i)
-        out[s] = predict_chunk({r: f[s] for r, f in split.features.items()})
+        for t, v in predict_chunk({r: f[s] for r, f in split.features.items()}).items():
+            if t not in out:
+                out[t] = np.zeros((split.frames,) + np.shape(v)[1:], np.float32)
+            out[t][s] = v
+    return out
+
+
+def score_targets(split: Split, pred: Mapping[str, np.ndarray], fps: float, max_lag: int,
+                  speech_energy: np.ndarray | None = None) -> dict:
+    """Each channel target of ``pred`` the split holds, scored by :func:`animote.targets.score_channels`."""
+    from .targets import score_channels
+
+    return {t: score_channels(t, split.channels[t], v, split.mask, split.channel_names[t], fps, max_lag,
+                              speech_energy)
+            for t, v in pred.items() if t != "offsets" and t in split.channels}
+
+
+def speech_energy(split: Split, chunk_dirs: Mapping[str, str | Path], fps: float) -> np.ndarray | None:
+    """Per frame of the split, the RMS of its chunk's audio (``<chunk dir>/<chunk>.wav``) over the
+    frame's samples; None when a chunk's audio is missing."""
+    import soundfile
+
+    out = np.zeros(split.frames)
+    for i, (rec, ch) in enumerate(split.names):
+        wav = Path(chunk_dirs.get(rec, "")) / f"{ch}.wav"
+        if not wav.is_file():
+            return None
+        audio, sr = soundfile.read(wav, dtype="float32", always_2d=True)
+        audio = audio.mean(axis=1)
+        s = split.chunk(i)
+        n = s.stop - s.start
+        edges = np.round(np.arange(n + 1) * sr / fps).astype(np.int64).clip(0, len(audio))
+        sq = np.concatenate([[0.0], np.cumsum(audio.astype(np.float64) ** 2)])
+        out[s] = np.sqrt((sq[edges[1:]] - sq[edges[:-1]]) / np.maximum(edges[1:] - edges[:-1], 1))
     return out
 
 

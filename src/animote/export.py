@@ -56,6 +56,10 @@ class MeshSequenceWriter:
         self._npy.write(meshes.tobytes())
         self.written += len(meshes)
 
+    def add(self, name: str, value: np.ndarray) -> None:
+        """One more array of the file (a whole sequence: the predicted blendshapes, head pose)."""
+        self.small[name] = np.asarray(value)
+
     def close(self) -> None:
         self._npy.close()
         try:

@@ -11,7 +11,9 @@ mesh, 468 x 3, in the dataset's normalised units. Data flow, with shapes::
       -> layer norm                            (switch: layer_norm)
       -> fusion MLP: 3 x (linear + ReLU)       (B, T, d_model)
       -> decoder: linear -> 2-layer LSTM       (switch: bidirectional) -> linear
-    offsets (B, T, 468, 3)
+    {"offsets": (B, T, 468, 3)}
+      and, per channel target (train.targets), one more linear head on the LSTM's output
+    {"blendshapes": (B, T, 52), "head_pose": (B, T, 6)}
 
 The paper's ResNet-18 front end over spectrograms (its 4.1.1) is not here: the paper's own
 future work (5.2) replaces it with wav2vec2 features, which is what the cached features are.
@@ -50,6 +52,8 @@ class ModelConfig:
     bidirectional: bool = False  # the paper's future work: a decoder that also sees the future
     norm_first: bool = False  # pre-norm encoder layers (stabler at higher learning rates); the paper's: post-norm
     n_vertices: int = N_VERTICES
+    channels: tuple[tuple[str, int], ...] = ()  # (channel target, width) of each head beside the offsets'; set
+    # from train.targets and the dataset, never by hand
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], **override) -> ModelConfig:
@@ -57,7 +61,9 @@ class ModelConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
-        return cls(**{**data, **override})
+        d = {**data, **override}
+        d["channels"] = tuple((str(t), int(n)) for t, n in d.get("channels", ()))
+        return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,13 +108,20 @@ class AudioConditionedNetwork(nn.Module):
         self.dec_in = nn.Linear(c.fusion_dim, c.lstm_hidden)
         self.lstm = nn.LSTM(c.lstm_hidden, c.lstm_hidden, num_layers=c.lstm_layers, batch_first=True,
                             bidirectional=c.bidirectional)
-        self.head = nn.Linear(c.lstm_hidden * (2 if c.bidirectional else 1), c.n_vertices * 3)
-        # Zero-initialised output head (as FaceFormer): training starts from the mean offset.
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        out_dim = c.lstm_hidden * (2 if c.bidirectional else 1)
+        self.head = nn.Linear(out_dim, c.n_vertices * 3)
+        # Zero-initialised output heads (as FaceFormer): training starts from the mean of each target.
+        self.channel_heads = nn.ModuleDict({t: nn.Linear(out_dim, n) for t, n in c.channels})
+        for head in (self.head, *self.channel_heads.values()):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features (B, T, input_dim) -> offsets (B, T, n_vertices, 3)."""
+    @property
+    def targets(self) -> list[str]:
+        return ["offsets", *(t for t, _ in self.config.channels)]
+
+    def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """features (B, T, input_dim) -> {"offsets": (B, T, n_vertices, 3), channel target: (B, T, C)}."""
         b, t, _ = features.shape
         x = self.input_proj(features)  # (B, T, d_model)
         x = self.pos(x)  # (B, T, d_model)
@@ -118,7 +131,9 @@ class AudioConditionedNetwork(nn.Module):
         x = self.norm(x)  # (B, T, d_model)
         x = self.fusion(x)  # (B, T, fusion_dim)
         x, _ = self.lstm(self.dec_in(x))  # (B, T, lstm_hidden x directions)
-        return self.head(x).view(b, t, self.config.n_vertices, 3)  # (B, T, 468, 3)
+        out = {"offsets": self.head(x).view(b, t, self.config.n_vertices, 3)}  # (B, T, 468, 3)
+        out.update({name: head(x) for name, head in self.channel_heads.items()})  # (B, T, C)
+        return out
 
 
 def build_model(config: ModelConfig | Mapping[str, Any]) -> AudioConditionedNetwork:

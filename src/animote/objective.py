@@ -4,9 +4,11 @@ the masked loss on them, and the accumulator that pools it over batches.
 Loss = masked MSE on the normalised offsets (optionally weighted per vertex, e.g. the lips) +
 ``temporal_weight`` x L1 on the difference of frame-to-frame changes (the paper's temporal
 coherence term, weight 0.1). Frames without a face (mask False) and window padding are excluded
-from both terms. Training uses its experiment's settings; the test loss of every model (networks
-and baselines alike) uses the evaluation's own window and weight (``evaluate.loss``), so one
-objective ranks them all.
+from both terms. A model that also predicts channel targets (``train.targets``: blendshapes, head
+pose) adds each one's loss of the same form, on its z-scored channels, times its weight
+(``train.target_weights``). Training uses its experiment's settings; the test loss of every model
+(networks and baselines alike) uses the evaluation's own window and weight (``evaluate.loss``) on
+the offsets alone, so one objective ranks them all.
 """
 
 from __future__ import annotations
@@ -40,21 +42,24 @@ def windows(bounds: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, n
     return np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
 
 
+def window_index(starts, lengths, window: int):
+    """(B, W) frame indices of windows and (B, W) whether each is inside its window's valid
+    length (numpy arrays or torch tensors on any device): frames past it repeat the last one."""
+    if hasattr(starts, "device"):  # torch
+        ar = torch.arange(window, device=starts.device)
+        idx = starts[:, None] + torch.minimum(ar[None, :], lengths[:, None] - 1)  # (B, W)
+    else:
+        ar = np.arange(window)
+        idx = starts[:, None] + np.minimum(ar[None, :], lengths[:, None] - 1)
+    return idx, ar[None, :] < lengths[:, None]
+
+
 def gather_windows(seq_inputs, seq_targets, seq_mask, starts, lengths, window: int):
     """Cut windows out of concatenated sequences (numpy arrays or torch tensors on any device).
 
     Returns inputs (B, W, D), targets (B, W, 468, 3), mask (B, W): frames past a window's valid
     length repeat the chunk's last frame and are masked out."""
-    if hasattr(starts, "device"):  # torch
-        import torch
-
-        ar = torch.arange(window, device=starts.device)
-        idx = starts[:, None] + torch.minimum(ar[None, :], lengths[:, None] - 1)  # (B, W)
-        valid = ar[None, :] < lengths[:, None]
-    else:
-        ar = np.arange(window)
-        idx = starts[:, None] + np.minimum(ar[None, :], lengths[:, None] - 1)
-        valid = ar[None, :] < lengths[:, None]
+    idx, valid = window_index(starts, lengths, window)
     return seq_inputs[idx], seq_targets[idx], seq_mask[idx] & valid
 
 
@@ -83,6 +88,48 @@ def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, te
     temporal = tl / n_pairs.clamp(min=1)
     loss = mse + temporal_weight * temporal
     return loss, {"sq": sq.detach(), "n": n.detach(), "tl": tl.detach(), "pairs": n_pairs.detach()}
+
+
+def target_loss(pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], mask: torch.Tensor,
+                temporal_weight: float, weights: Mapping[str, float], vertex_weight: torch.Tensor | None = None):
+    """The weighted sum of :func:`masked_loss` over the targets of ``weights`` (offsets (B, T, V, 3),
+    channel targets (B, T, C)); ``vertex_weight`` applies to the offsets. Returns (loss, parts per
+    target)."""
+    total, parts = 0.0, {}
+    for name, w in weights.items():
+        p, t = pred[name], target[name]
+        if p.ndim == 3:  # (B, T, C): each channel a "vertex" of one coordinate
+            p, t = p[..., None], t[..., None]
+        loss, parts[name] = masked_loss(p, t, mask, temporal_weight,
+                                        vertex_weight=vertex_weight if name == "offsets" else None)
+        total = total + w * loss
+    return total, parts
+
+
+class TargetSums:
+    """:class:`LossSums` of each target. ``metrics()``: the offsets' as before (``mse``,
+    ``temporal``, ``r2``); with channel targets, ``loss`` is the weighted sum of every target's,
+    and ``<target>_loss``, ``_mse``, ``_r2`` are each channel target's."""
+
+    def __init__(self, temporal_weight: float, weights: Mapping[str, float], dims: Mapping[str, int]):
+        self.weights = dict(weights)
+        self.sums = {t: LossSums(temporal_weight, dims[t]) for t in self.weights}
+
+    def add(self, parts: Mapping[str, Mapping], target: Mapping[str, torch.Tensor], mask: torch.Tensor) -> None:
+        for t, sums in self.sums.items():
+            sums.add(parts[t], target[t], mask)
+
+    def metrics(self) -> dict[str, float]:
+        each = {t: s.metrics() for t, s in self.sums.items()}
+        if not all(each.values()):
+            return {}
+        out = dict(each["offsets"])
+        if len(each) > 1:
+            out["loss"] = sum(self.weights[t] * m["loss"] for t, m in each.items())
+            for t, m in each.items():
+                if t != "offsets":
+                    out.update({f"{t}_{k}": v for k, v in m.items() if k in ("loss", "mse", "r2")})
+        return out
 
 
 class LossSums:

@@ -1,5 +1,6 @@
-"""A trained model as a function: features in, mesh offsets out (the evaluation stage and
-``animote animate`` both use this; one code path).
+"""A trained model as a function: features in, mesh offsets out (and the other targets it was
+trained on: blendshapes, head pose); the evaluation stage and ``animote animate`` both use this,
+one code path.
 
 The network was trained on windows of ``train.window`` frames, so a longer sequence runs in
 windows of that length that overlap by ``overlap`` frames; in each overlap the two windows'
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .dataset import denormalise_targets, normalise_inputs
+from .dataset import denormalise_channels, denormalise_targets, normalise_inputs
 from .train import load_checkpoint
 
 
@@ -84,6 +85,15 @@ class Predictor:
         return float(self.checkpoint["fps"])
 
     @property
+    def targets(self) -> list[str]:
+        """What the model predicts: offsets, then its channel targets (checkpoints from before
+        ``train.targets`` predict offsets alone)."""
+        return list(self.checkpoint.get("targets", ["offsets"]))
+
+    def channel_names(self, target: str) -> list[str]:
+        return list(self.checkpoint["channels"][target])
+
+    @property
     def window(self) -> int:
         return int(self.checkpoint["train_config"]["window"])
 
@@ -108,24 +118,27 @@ class Predictor:
                                  f"from {self.features[r]['cache_key']}")
         return normalise_inputs(features, self.roles, self._norm)
 
-    def denormalise(self, y: np.ndarray) -> np.ndarray:
-        return denormalise_targets(y, self._norm)
+    def denormalise(self, y: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Each target of normalised ``y`` in its own units (offsets in mesh units)."""
+        return {t: denormalise_targets(v, self._norm) if t == "offsets" else denormalise_channels(t, v, self._norm)
+                for t, v in y.items()}
 
     @cached_property
     def _norm(self) -> dict[str, np.ndarray]:
         # the checkpoint is loaded onto the model's device; the statistics are used on the host
         return {k: torch.as_tensor(v).detach().cpu().numpy() for k, v in self.checkpoint["normalisation"].items()}
 
-    def stream(self, blocks: Iterable[Mapping[str, np.ndarray]], n: int) -> Iterator[np.ndarray]:
-        """Offsets in mesh units of a sequence of ``n`` frames whose raw features arrive in
-        ``blocks`` (each a dict role -> (frames, D) for the next frames; together ``n``). Yields
-        (k, 468, 3) pieces in frame order as soon as every window covering them has run: memory
-        holds one block and one batch of windows, however long the sequence."""
+    def stream(self, blocks: Iterable[Mapping[str, np.ndarray]], n: int) -> Iterator[dict[str, np.ndarray]]:
+        """The targets of a sequence of ``n`` frames whose raw features arrive in ``blocks`` (each a
+        dict role -> (frames, D) for the next frames; together ``n``). Yields pieces in frame order,
+        {target: (k, ...)}: offsets (k, 468, 3) in mesh units and each channel target (k, C), as soon
+        as every window covering them has run: memory holds one block and one batch of windows,
+        however long the sequence."""
         for y in self._windows((self.normalise(b) for b in blocks), n):
             yield self.denormalise(y)
 
-    def _windows(self, blocks: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
-        """Normalised input blocks (frames, D) -> normalised offsets, windowed and crossfaded."""
+    def _windows(self, blocks: Iterable[np.ndarray], n: int) -> Iterator[dict[str, np.ndarray]]:
+        """Normalised input blocks (frames, D) -> normalised targets, windowed and crossfaded."""
         overlap = self.window // 4 if self.overlap is None else self.overlap
         plan = window_plan(n, self.window, overlap)
         weights = crossfade_weights(plan, n)
@@ -133,7 +146,7 @@ class Predictor:
         x: np.ndarray | None = None  # the inputs from frame x_at on
         x_at = 0
         done = 0  # frames yielded; acc[0] is frame ``done``
-        acc = np.zeros((0, self.model.config.n_vertices, 3), np.float32)
+        acc = self._empty()
         with torch.no_grad():
             for i in range(0, len(plan), self.batch):
                 part = plan[i:i + self.batch]
@@ -144,18 +157,22 @@ class Predictor:
                         have = 0 if x is None else x_at + len(x)
                         raise ValueError(f"the features end at frame {have}, {n} frames expected")
                     x = block if x is None else np.concatenate([x, block])
-                if len(acc) < need - done:
-                    acc = np.concatenate([acc, np.zeros((need - done - len(acc),) + acc.shape[1:], np.float32)])
+                have = len(acc["offsets"])
+                if have < need - done:
+                    acc = {t: np.concatenate([a, np.zeros((need - done - have,) + a.shape[1:], np.float32)])
+                           for t, a in acc.items()}
                 length = max(e - s for s, e in part)
                 xb = np.zeros((len(part), length, x.shape[1]), np.float32)
                 for j, (s, e) in enumerate(part):
                     xb[j, :e - s] = x[s - x_at:e - x_at]
-                y = self.model(torch.from_numpy(xb).to(self.device)).float().cpu().numpy()
-                for j, (s, e) in enumerate(part):
-                    acc[s - done:e - done] += y[j, :e - s] * weights[i + j][:, None, None]
+                y = {t: v.float().cpu().numpy() for t, v in self.model(torch.from_numpy(xb).to(self.device)).items()}
+                for t, a in acc.items():
+                    for j, (s, e) in enumerate(part):
+                        w = weights[i + j].reshape((-1,) + (1,) * (a.ndim - 1))
+                        a[s - done:e - done] += y[t][j, :e - s] * w
                 final = plan[i + self.batch][0] if i + self.batch < len(plan) else n  # no later window reaches back
-                yield acc[:final - done]
-                acc = acc[final - done:].copy()
+                yield {t: a[:final - done] for t, a in acc.items()}
+                acc = {t: a[final - done:].copy() for t, a in acc.items()}
                 done = final
                 x, x_at = x[final - x_at:], final
         left = (0 if x is None else len(x)) + sum(len(b) for b in blocks)
@@ -164,12 +181,24 @@ class Predictor:
 
     def predict_normalised(self, x: np.ndarray) -> np.ndarray:
         """(T, D) normalised inputs -> (T, 468, 3) normalised offsets, windowed and crossfaded."""
-        return self._concat(self._windows([np.asarray(x, np.float32)], len(x)))
+        return self._concat(self._windows([np.asarray(x, np.float32)], len(x)))["offsets"]
 
     def predict(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Raw features per role -> offsets from the neutral mesh (T, 468, 3), in mesh units."""
+        return self.predict_targets(features)["offsets"]
+
+    def predict_targets(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw features per role -> every target: offsets (T, 468, 3) in mesh units, each channel
+        target (T, C) in its own (blendshape scores, degrees and mesh units)."""
         return self._concat(self.stream([features], len(np.asarray(features[self.roles[0]]))))
 
-    def _concat(self, pieces: Iterable[np.ndarray]) -> np.ndarray:
+    def _empty(self) -> dict[str, np.ndarray]:
+        c = self.model.config
+        return {"offsets": np.zeros((0, c.n_vertices, 3), np.float32),
+                **{t: np.zeros((0, n), np.float32) for t, n in c.channels}}
+
+    def _concat(self, pieces: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
         out = list(pieces)
-        return np.concatenate(out) if out else np.zeros((0, self.model.config.n_vertices, 3), np.float32)
+        if not out:
+            return self._empty()
+        return {t: np.concatenate([p[t] for p in out]) for t in out[0]}

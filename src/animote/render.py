@@ -109,17 +109,40 @@ def _connections_cached() -> dict[str, np.ndarray]:
     return _connections()
 
 
+BAR_HEIGHT = 16  # pixels per bar of a video's strip
+
+
+def draw_bars(values: np.ndarray, labels: Sequence[str], width: int) -> np.ndarray:
+    """A strip of horizontal bars (one per label, ``values`` in [0, 1]) on white, ``width`` wide;
+    its height is even, as yuv420p wants."""
+    import cv2
+
+    h = BAR_HEIGHT * len(labels) + 4
+    h += h % 2
+    img = np.full((h, width, 3), 255, np.uint8)
+    x0 = min(170, width // 3)
+    for i, (label, v) in enumerate(zip(labels, np.clip(np.nan_to_num(np.asarray(values, np.float64)), 0, 1))):
+        y = 2 + i * BAR_HEIGHT
+        cv2.putText(img, label, (4, y + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.rectangle(img, (x0, y + 3), (width - 6, y + BAR_HEIGHT - 3), (225, 225, 225), -1)
+        cv2.rectangle(img, (x0, y + 3), (x0 + int(round(v * (width - 6 - x0))), y + BAR_HEIGHT - 3), (200, 40, 40), -1)
+    return img
+
+
 def render_video(panels: Iterable[Sequence[np.ndarray]], titles: Sequence[str], frame: Frame2D, fps: float,
                  out: str | Path, audio: str | Path | None = None, n_frames: int | None = None,
-                 crf: int = 20, threads: int = 2) -> int:
+                 crf: int = 20, threads: int = 2, bars: Sequence[str] = ()) -> int:
     """An mp4 (H.264, yuv420p; AAC audio muxed from ``audio`` when given) of meshes side by side:
-    ``panels`` yields, per frame, one (468, 3) mesh per title. Streams: memory does not grow with
-    the number of frames. Written atomically; returns the frames written."""
+    ``panels`` yields, per frame, one (468, 3) mesh per title, and with ``bars`` (labels) one more
+    item, the frame's values in [0, 1] drawn as a strip of bars under the meshes (blendshape
+    channels). Streams: memory does not grow with the number of frames. Written atomically;
+    returns the frames written."""
     size = frame.size
     width = size * len(titles)
+    strip = draw_bars(np.zeros(len(bars)), bars, width).shape[0] if bars else 0
     with atomic_path(out) as tmp:
         cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24",
-               "-s", f"{width}x{size}", "-r", f"{fps:.6f}", "-i", "-"]
+               "-s", f"{width}x{size + strip}", "-r", f"{fps:.6f}", "-i", "-"]
         if audio is not None:
             cmd += ["-i", str(audio), "-map", "0:v", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
             if n_frames is not None:  # the audio track as long as the video, not longer
@@ -129,8 +152,11 @@ def render_video(panels: Iterable[Sequence[np.ndarray]], titles: Sequence[str], 
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
         written = 0
 
-        def draw(meshes) -> bytes:
-            return np.concatenate([draw_mesh(m, frame, t) for m, t in zip(meshes, titles)], axis=1).tobytes()
+        def draw(item) -> bytes:
+            img = np.concatenate([draw_mesh(m, frame, t) for m, t in zip(item, titles)], axis=1)
+            if bars:
+                img = np.concatenate([img, draw_bars(item[len(titles)], bars, width)], axis=0)
+            return img.tobytes()
 
         # OpenCV draws without the GIL: frames are drawn on ``threads`` threads, in order, while
         # ffmpeg encodes the ones before them; at most 2 * threads frames wait in memory.
@@ -242,6 +268,45 @@ def lip_gap_plot(fps: float, true_gap: np.ndarray, pred_gap: np.ndarray, path: s
     ax.set_ylabel("inner-lip gap (mesh units)")
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8)
+    _save(fig, path)
+
+
+def channel_plot(fps: float, split, preds, chunk: int, path: str | Path, title: str) -> None:
+    """The channel targets of one chunk of ``split`` (an :class:`animote.evaluate.Split`) over time:
+    the main mouth blendshapes (when the dataset holds them) and the head's yaw, pitch and roll,
+    the truth and, where ``preds`` ({target: (N, C)}) has the target, the prediction."""
+    from .targets import HEAD_POSE, MOUTH_CHANNELS
+
+    plt = _plt()
+    s = split.chunk(chunk)
+    rows = []
+    for target, wanted in (("blendshapes", MOUTH_CHANNELS), ("head_pose", HEAD_POSE[:3])):
+        if target not in split.channels:
+            continue
+        names = split.channel_names[target]
+        for n in wanted:
+            if n in names:
+                i = names.index(n)
+                p = preds[target][s, i] if target in preds else None
+                rows.append((n if target == "blendshapes" else f"head {n} (°)", split.channels[target][s, i], p))
+    fig, axes = plt.subplots(max(len(rows), 1), 1, figsize=(9, 1.3 * max(len(rows), 1) + 0.6), dpi=100,
+                             sharex=True, squeeze=False)
+    t = np.arange(s.stop - s.start) / fps
+    mask = split.mask[s]
+    for ax, (label, true, pred) in zip(axes[:, 0], rows):
+        ax.plot(t, np.where(mask, true, np.nan), c="0.2", lw=1.0, label="tracked (truth)")
+        if pred is not None:
+            ax.plot(t, pred, c="tab:red", lw=1.0, label="predicted")
+        ax.set_ylabel(label, rotation=0, ha="right", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if rows:
+        axes[0, 0].legend(loc="upper right", fontsize=7)
+    else:
+        axes[0, 0].text(0.5, 0.5, "the dataset holds no channel target", ha="center", transform=axes[0, 0].transAxes)
+    axes[-1, 0].set_xlabel("seconds")
+    predicted = [t for t in ("blendshapes", "head_pose") if t in preds]
+    fig.suptitle(f"{title}: " + (f"predicted {', '.join(predicted)}" if predicted else "offsets only; the truth"),
+                 fontsize=10)
     _save(fig, path)
 
 

@@ -25,7 +25,7 @@ import torch
 
 from .dataset import Dataset, Sequences
 from .model import AudioConditionedNetwork, ModelConfig, build_model, count_parameters
-from .objective import LossSums, gather_windows, masked_loss, windows
+from .objective import TargetSums, target_loss, window_index, windows
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ class TrainConfig:
     No defaults here: config/config.yaml holds them, with the reasons."""
 
     roles: tuple[str, ...]  # feature roles the model reads, concatenated in this order
+    targets: tuple[str, ...]  # what the model predicts: offsets, and any of blendshapes, head_pose
+    target_weights: dict  # target -> its weight in the loss (those of targets not predicted are unused)
     epochs: int  # the most epochs
     patience: int  # stop after this many epochs without a lower validation loss (0: never early)
     batch_size: int  # windows per step
@@ -70,13 +72,31 @@ class TrainConfig:
             raise ValueError(f"train config lacks: {', '.join(sorted(missing))}")
         d = dict(data)
         d["roles"] = tuple(d["roles"])
+        d["targets"] = tuple(dict.fromkeys(d["targets"]))
+        d["target_weights"] = {k: float(v) for k, v in d["target_weights"].items()}
         d["model"] = dict(d["model"])
+        if "offsets" not in d["targets"]:
+            raise ValueError(f"train.targets {list(d['targets'])} lacks offsets: the mesh is what every model predicts "
+                             f"(and what evaluation scores); add the others beside it")
+        missing = [t for t in d["targets"] if t not in d["target_weights"]]
+        if missing:
+            raise ValueError(f"train.target_weights has no weight for {', '.join(missing)}")
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["roles"] = list(self.roles)
+        d["targets"] = list(self.targets)
         return d
+
+    @property
+    def channel_targets(self) -> list[str]:
+        return [t for t in self.targets if t != "offsets"]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """target -> its weight in the loss, for the targets predicted, in their order."""
+        return {t: self.target_weights[t] for t in self.targets}
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -115,42 +135,57 @@ class Result:
     amp_dtype: str | None
 
 
-def _to(seq: Sequences, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return (torch.from_numpy(seq.inputs).to(device), torch.from_numpy(seq.targets).to(device),
-            torch.from_numpy(seq.mask).to(device))
+class Windows:
+    """A split's sequences on a device, cut into windows batch by batch: inputs (B, W, D), the
+    targets {target: (B, W, ...)}, and the mask (B, W)."""
+
+    def __init__(self, seq: Sequences, device: str):
+        self.inputs = torch.from_numpy(seq.inputs).to(device)
+        self.targets = {"offsets": torch.from_numpy(seq.targets).to(device),
+                        **{t: torch.from_numpy(v).to(device) for t, v in seq.channels.items()}}
+        self.mask = torch.from_numpy(seq.mask).to(device)
+        self.dims = {t: int(np.prod(v.shape[1:])) for t, v in self.targets.items()}
+
+    def __call__(self, starts: torch.Tensor, lengths: torch.Tensor, window: int):
+        idx, valid = window_index(starts, lengths, window)
+        return self.inputs[idx], {t: v[idx] for t, v in self.targets.items()}, self.mask[idx] & valid
 
 
-def mean_offset_baseline(seq: Sequences, window: int, temporal_weight: float) -> dict[str, float]:
-    """Loss and R² of predicting the training mean offset (0 in normalised units) on every frame,
-    over the same windows the validation loss uses."""
+def mean_offset_baseline(seq: Sequences, window: int, temporal_weight: float,
+                         weights: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Loss and R² of predicting the training mean of every target (0 in normalised units) on
+    every frame, over the same windows the validation loss uses."""
+    weights = dict(weights or {"offsets": 1.0})
     starts, lengths = windows(seq.bounds, window, window)
-    sums = LossSums(temporal_weight, seq.targets.shape[1] * 3)
     if len(starts) == 0:
         return {}
-    data = _to(seq, "cpu")
+    data = Windows(seq, "cpu")
+    sums = TargetSums(temporal_weight, weights, data.dims)
     for i in range(0, len(starts), 64):
         s, ln = torch.from_numpy(starts[i:i + 64]), torch.from_numpy(lengths[i:i + 64])
-        _, y, m = gather_windows(*data, s, ln, window)
-        _, parts = masked_loss(torch.zeros_like(y), y, m, temporal_weight)
+        _, y, m = data(s, ln, window)
+        _, parts = target_loss({t: torch.zeros_like(v) for t, v in y.items()}, y, m, temporal_weight, weights)
         sums.add(parts, y, m)
     return sums.metrics()
 
 
 @torch.no_grad()
 def evaluate(model: AudioConditionedNetwork, seq: Sequences, window: int, temporal_weight: float, device: str,
-             amp_dtype=None, batch_size: int = 32) -> dict[str, float]:
-    """Loss and R² over every frame of ``seq``, in non-overlapping windows of ``window`` frames."""
+             amp_dtype=None, batch_size: int = 32, weights: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Loss and R² over every frame of ``seq``, in non-overlapping windows of ``window`` frames;
+    the loss weighs the targets by ``weights`` (default: the offsets alone)."""
+    weights = dict(weights or {"offsets": 1.0})
     model.eval()
     starts, lengths = windows(seq.bounds, window, window)
-    sums = LossSums(temporal_weight, seq.targets.shape[1] * 3)
-    data = _to(seq, device)
+    data = Windows(seq, device)
+    sums = TargetSums(temporal_weight, weights, data.dims)
     for i in range(0, len(starts), batch_size):
         s = torch.from_numpy(starts[i:i + batch_size]).to(device)
         ln = torch.from_numpy(lengths[i:i + batch_size]).to(device)
-        x, y, m = gather_windows(*data, s, ln, window)
+        x, y, m = data(s, ln, window)
         with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
             pred = model(x)
-        _, parts = masked_loss(pred.float(), y, m, temporal_weight)
+        _, parts = target_loss({t: v.float() for t, v in pred.items()}, y, m, temporal_weight, weights)
         sums.add(parts, y, m)
     return sums.metrics()
 
@@ -165,11 +200,12 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
     if device == "cpu":
         torch.set_num_threads(cfg.threads)
         torch.use_deterministic_algorithms(True)
-    train_seq = dataset.sequences("train", cfg.roles)
-    val_seq = dataset.sequences("validation", cfg.roles)
+    train_seq = dataset.sequences("train", cfg.roles, cfg.channel_targets)
+    val_seq = dataset.sequences("validation", cfg.roles, cfg.channel_targets)
     if train_seq.mask.sum() == 0:
         raise ValueError("no training frame has a face")
-    model_cfg = ModelConfig.from_dict(cfg.model, input_dim=dataset.input_dim(cfg.roles))
+    widths = tuple((t, len(dataset.channel_names(t))) for t in cfg.channel_targets)
+    model_cfg = ModelConfig.from_dict(cfg.model, input_dim=dataset.input_dim(cfg.roles), channels=widths)
     model = build_model(model_cfg).to(device)
     opt_class = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
     opt = opt_class(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -177,7 +213,7 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
     if device == "cuda" and cfg.amp:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    data = _to(train_seq, device)
+    data, weights = Windows(train_seq, device), cfg.weights
     starts, lengths = windows(train_seq.bounds, cfg.window, cfg.stride)
     starts_t, lengths_t = torch.from_numpy(starts).to(device), torch.from_numpy(lengths).to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -186,7 +222,7 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=2) \
         if cfg.schedule == "plateau" else None
     vertex_weight = lip_weights(model_cfg.n_vertices, cfg.lip_weight, device)
-    baseline = mean_offset_baseline(val_seq, cfg.window, cfg.temporal_weight) if val_seq.frames else {}
+    baseline = mean_offset_baseline(val_seq, cfg.window, cfg.temporal_weight, weights) if val_seq.frames else {}
     log.info("training on %s%s: %d windows of %d frames (%d frames) from %d chunks; validation %d frames; "
              "%d parameters", device, f" with {amp_dtype}" if amp_dtype else "", len(starts), cfg.window,
              train_seq.frames, len(train_seq.names), val_seq.frames, count_parameters(model))
@@ -194,14 +230,14 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         t0 = time.perf_counter()
-        sums = LossSums(cfg.temporal_weight, model_cfg.n_vertices * 3)
+        sums = TargetSums(cfg.temporal_weight, weights, data.dims)
         order = torch.randperm(len(starts), generator=gen)
         steps = range(0, len(order), cfg.batch_size)
         bar = _bar(steps, f"epoch {epoch}/{cfg.epochs}", progress)
         frames = 0
         for i in bar:
             idx = order[i:i + cfg.batch_size].to(device)
-            x, y, m = gather_windows(*data, starts_t[idx], lengths_t[idx], cfg.window)
+            x, y, m = data(starts_t[idx], lengths_t[idx], cfg.window)
             if cfg.input_noise > 0:
                 x = x + cfg.input_noise * torch.randn(x.shape, generator=gen).to(device)
             for group in opt.param_groups:
@@ -209,7 +245,8 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
             step += 1
             with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
                 pred = model(x)
-            loss, parts = masked_loss(pred.float(), y, m, cfg.temporal_weight, vertex_weight=vertex_weight)
+            loss, parts = target_loss({t: v.float() for t, v in pred.items()}, y, m, cfg.temporal_weight, weights,
+                                      vertex_weight=vertex_weight)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.grad_clip > 0:
@@ -226,7 +263,8 @@ def fit(dataset: Dataset, cfg: TrainConfig, on_epoch: Callable[[dict[str, float]
                "seconds": seconds, "frames_per_s": frames / max(seconds, 1e-9), "lr": opt.param_groups[0]["lr"]}
         if val_seq.frames:
             row.update({f"val_{k}": v for k, v in
-                        evaluate(model, val_seq, cfg.window, cfg.temporal_weight, device, amp_dtype).items()})
+                        evaluate(model, val_seq, cfg.window, cfg.temporal_weight, device, amp_dtype,
+                                 weights=weights).items()})
         if not math.isfinite(row.get("train_loss", float("nan"))):
             raise FloatingPointError(f"training loss is not finite at epoch {epoch} (lr {cfg.lr}): lower train.lr")
         history.append(row)
@@ -303,7 +341,9 @@ def save_checkpoint(path: str | Path, model: AudioConditionedNetwork, cfg: Train
     from . import __version__
     from .util import atomic_path, git_commit
 
-    norm = {k: _tensor(v) for k, v in dataset.norm.items() if k.split("_")[0] in cfg.roles or k.startswith("offset")}
+    keep = {f"{r}_{s}" for r in cfg.roles for s in ("mean", "std")} | {"offset_mean", "offset_scale"} \
+        | {f"target_{t}_{s}" for t in cfg.channel_targets for s in ("mean", "std")}
+    norm = {k: _tensor(v) for k, v in dataset.norm.items() if k in keep}
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "code_version": __version__,
@@ -312,6 +352,8 @@ def save_checkpoint(path: str | Path, model: AudioConditionedNetwork, cfg: Train
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "train_config": cfg.to_dict(),
         "roles": list(cfg.roles),
+        "targets": list(cfg.targets),
+        "channels": {t: dataset.channel_names(t) for t in cfg.channel_targets},  # each channel target's names
         "features": {r: {"cache_key": dataset.roles[r]["cache_key"], "spec": dict(dataset.roles[r]["spec"]),
                          "dim": int(dataset.roles[r]["dim"])} for r in cfg.roles},
         "normalisation": norm,

@@ -5,6 +5,7 @@
 rule evaluate_baseline:
     input:
         dataset="results/dataset/dataset.zarr",
+        chunks=expand("results/{rec}/chunks", rec=RECORDINGS.index),
     output:
         metrics="results/baselines/{baseline}/metrics.json",
         regions="results/baselines/{baseline}/regions.tsv",
@@ -21,6 +22,7 @@ rule evaluate_baseline:
         kind=lambda wc: BASELINES[wc.baseline]["kind"],
         roles=lambda wc: BASELINES[wc.baseline]["roles"],
         evaluate=config["evaluate"],
+        chunk_dirs=lambda wc, input: dict(zip(RECORDINGS.index, input.chunks)),
     script:
         STAGE_SCRIPT
 
@@ -37,6 +39,7 @@ rule evaluate:
         mesh=experiment_figure("results/evaluate/{sweep}/{exp}/mesh.png", "mesh", "mesh"),
         error_map=experiment_figure("results/evaluate/{sweep}/{exp}/error_map.png", "error map", "error_map"),
         lip_gap=experiment_figure("results/evaluate/{sweep}/{exp}/lip_gap.png", "lip gap", "lip_gap"),
+        targets=experiment_figure("results/evaluate/{sweep}/{exp}/targets.png", "blendshapes and head pose", "targets_curves"),
         video=experiment_figure(
             directory("results/evaluate/{sweep}/{exp}/video"), "video", "video", htmlindex="index.html"
         ),
@@ -82,9 +85,16 @@ rule sweep_report:
             category="Sweep",
             labels={"table": "features"},
         ),
+        targets_html=report(
+            "results/report/{sweep}/targets.html",
+            caption="../report/targets.rst",
+            category="Sweep",
+            labels={"table": "blendshapes and head pose"},
+        ),
         sweep_tsv="results/report/{sweep}/sweep.tsv",
         ablation_tsv="results/report/{sweep}/ablation.tsv",
         features_tsv="results/report/{sweep}/features.tsv",
+        targets_tsv="results/report/{sweep}/targets.tsv",
         markdown="results/report/{sweep}/tables.md",
     log:
         "results/logs/sweep_report/{sweep}.log",

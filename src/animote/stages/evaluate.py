@@ -17,12 +17,22 @@ import numpy as np
 import pandas as pd
 
 from .. import tracking
-from ..baselines import fit_ridge
-from ..dataset import Dataset
-from ..evaluate import Split, load_split, per_vertex_error, predict_split, score, showcase_frame
+from ..baselines import fit_ridges
+from ..dataset import Dataset, denormalise_channels
+from ..evaluate import (
+    Split,
+    load_split,
+    per_vertex_error,
+    predict_targets,
+    score,
+    score_targets,
+    showcase_frame,
+    speech_energy,
+)
 from ..metrics import inner_lip_gap
 from ..predict import Predictor
-from ..render import Frame2D, error_map, lip_gap_plot, mesh_comparison, render_video
+from ..render import Frame2D, channel_plot, error_map, lip_gap_plot, mesh_comparison, render_video
+from ..targets import table_rows
 from ..util import atomic_path
 
 log = logging.getLogger(__name__)
@@ -62,7 +72,8 @@ def evaluate(*, input, output, params, wildcards, threads=None, **_) -> dict:
     """Load the checkpoint ``input.model`` of experiment ``wildcards.exp``, predict the evaluation
     split of ``input.dataset``, score it, draw it, and log it all into the experiment's MLflow run
     (``input.run``). ``output``: metrics (json), regions (tsv), mesh, error_map, lip_gap (png),
-    video (a folder: the mp4 and its page); ``params.chunk_dirs``: recording -> chunk folder."""
+    targets (png: blendshape and head-pose curves), video (a folder: the mp4 and its page);
+    ``params.chunk_dirs``: recording -> chunk folder."""
     t0 = time.perf_counter()
     if threads:
         import torch
@@ -70,7 +81,8 @@ def evaluate(*, input, output, params, wildcards, threads=None, **_) -> dict:
         torch.set_num_threads(threads)
     name, settings, out, chunk_dirs = wildcards.exp, params.evaluate, output, params.chunk_dirs
     dataset = Dataset(input.dataset)
-    result, split, pred = score_checkpoint(dataset, input.model, settings)
+    result, split, preds = score_checkpoint(dataset, input.model, settings, chunk_dirs)
+    pred = preds["offsets"]
     result["experiment"] = name
     _write_scores(result, out.metrics, out.regions)
     s = result["summary"]
@@ -88,8 +100,9 @@ def evaluate(*, input, output, params, wildcards, threads=None, **_) -> dict:
     lip_gap_plot(dataset.fps, inner_lip_gap(split.offsets[c], split.neutral[c]), inner_lip_gap(pred[c], split.neutral[c]),
                  out.lip_gap, f"{name}: inner-lip gap, {rec}/{ch} (lag {s['lip_sync_lag']:+.0f} frames, "
                  f"r {s['lip_sync_corr']:.2f} over the split)", split.mask[c])
+    channel_plot(dataset.fps, split, preds, 0, out.targets, f"{name}: {rec}/{ch}")
     video_seconds = render_test_video(split, pred, dataset.fps, chunk_dirs, settings=settings, name=name,
-                                      folder=out.video, summary=s)
+                                      folder=out.video, summary=s, blendshapes=preds.get("blendshapes"))
     log.info("experiment '%s': pictures and a %.1f s video in %.1f s", name, video_seconds, time.perf_counter() - t0)
 
     info = json.loads(Path(input.run).read_text())
@@ -98,31 +111,54 @@ def evaluate(*, input, output, params, wildcards, threads=None, **_) -> dict:
                         | {f"{settings['split']}_{k}_{region}": row[k] for region, row in result["regions"].items()
                            for k in ("r2", "mse")}
                         | {f"{settings['split']}_{k}_ci_{end}": v for k, ci in result["intervals"]["ci"].items()
-                           for end, v in zip(("lo", "hi"), ci)},
-                        [out.metrics, out.regions, out.mesh, out.error_map, out.lip_gap, out.video],
+                           for end, v in zip(("lo", "hi"), ci)}
+                        | target_metrics(result.get("targets", {}), settings["split"]),
+                        [out.metrics, out.regions, out.mesh, out.error_map, out.lip_gap, out.targets, out.video],
                         artifact_path="evaluation", tags={"animote.evaluated_split": settings["split"]})
     return result
 
 
-def score_checkpoint(dataset: Dataset, model_path: str | Path, settings: Mapping[str, Any]) -> tuple[dict, Split, np.ndarray]:
-    """A checkpoint's predictions of the evaluation split, scored with the evaluation's own
-    objective (``settings["loss"]``), never the window or weights the model trained with."""
+def target_metrics(targets: Mapping[str, Mapping], split: str) -> dict[str, float]:
+    """The channel targets' headline numbers as MLflow metrics (``test_blendshapes_r2``, ...)."""
+    out = {}
+    for t, r in targets.items():
+        out[f"{split}_{t}_r2"] = r["r2"]
+        out.update({f"{split}_{t}_r2_{g}": v["r2"] for g, v in r.get("groups", {}).items()})
+        if "jaw_open" in r:
+            out[f"{split}_jaw_open_r"], out[f"{split}_jaw_open_lag"] = r["jaw_open"]["r"], r["jaw_open"]["lag"]
+        if t == "head_pose":
+            out.update({f"{split}_head_{a}_r2": r["channels"][a]["r2"] for a in ("yaw", "pitch", "roll")})
+    return {k: v for k, v in out.items() if v == v}  # MLflow takes no NaN
+
+
+def score_checkpoint(dataset: Dataset, model_path: str | Path, settings: Mapping[str, Any],
+                     chunk_dirs: Mapping[str, str] | None = None) -> tuple[dict, Split, dict[str, np.ndarray]]:
+    """A checkpoint's predictions of the evaluation split (every target it predicts), scored with
+    the evaluation's own objective (``settings["loss"]``), never the window or weights the model
+    trained with; its channel targets by :func:`animote.evaluate.score_targets`."""
     predictor = Predictor.load(model_path, overlap=settings["overlap"])
     ckpt = predictor.checkpoint
     if ckpt["dataset_hash"] != dataset.hash:
         raise ValueError(f"{model_path} was trained on dataset {ckpt['dataset_hash']}, but {dataset.path} is "
                          f"{dataset.hash}: retrain it (snakemake reruns training when the dataset changes)")
     split = load_split(dataset, settings["split"], predictor.roles)
-    pred = predict_split(split, predictor.predict)
-    result = score(dataset, split, pred, settings["loss"], settings["max_lag"], settings["bootstrap"])
+    preds = predict_targets(split, predictor.predict_targets)
+    result = score(dataset, split, preds["offsets"], settings["loss"], settings["max_lag"], settings["bootstrap"])
+    energy = speech_energy(split, chunk_dirs, dataset.fps) if chunk_dirs else None
     result.update({"split": settings["split"], "roles": predictor.roles, "run_id": ckpt.get("run_id"),
-                   "best_epoch": ckpt.get("best_epoch"), "train_metrics": ckpt.get("metrics", {})})
-    return result, split, pred
+                   "best_epoch": ckpt.get("best_epoch"), "train_metrics": ckpt.get("metrics", {}),
+                   "targets": score_targets(split, preds, dataset.fps, settings["max_lag"], energy),
+                   "predicts": predictor.targets})
+    return result, split, preds
 
 
 def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Mapping[str, str], *,
-                      settings: Mapping[str, Any], name: str, folder: str | Path, summary: Mapping) -> float:
-    """The first chunk of the split: truth and prediction side by side, with the chunk's audio."""
+                      settings: Mapping[str, Any], name: str, folder: str | Path, summary: Mapping,
+                      blendshapes: np.ndarray | None = None) -> float:
+    """The first chunk of the split: truth and prediction side by side, with the chunk's audio;
+    with the predicted ``blendshapes``, a strip of the mouth channels under them."""
+    from ..targets import MOUTH_CHANNELS
+
     rec, ch = split.names[0]
     c = split.chunk(0)
     n = c.stop - c.start
@@ -132,10 +168,18 @@ def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Ma
     pred_v = split.neutral[c][:n] + pred[c][:n]
     frame = Frame2D.around(np.concatenate([true_v[split.mask[c][:n]], pred_v]), settings["video_size"])
     audio = Path(chunk_dirs[rec]) / f"{ch}.wav"
+    labels: tuple[str, ...] = ()
+    panels = ((true_v[i], pred_v[i]) for i in range(n))
+    if blendshapes is not None and "blendshapes" in split.channel_names:
+        names = split.channel_names["blendshapes"]
+        labels = tuple(f"{m} (predicted)" for m in MOUTH_CHANNELS if m in names)
+        cols = [names.index(m) for m in MOUTH_CHANNELS if m in names]
+        strip = np.clip(blendshapes[c][:n][:, cols], 0, 1)
+        panels = ((true_v[i], pred_v[i], strip[i]) for i in range(n))
     with atomic_path(folder) as tmp:
         tmp.mkdir()
-        render_video(((true_v[i], pred_v[i]) for i in range(n)), ("tracked (truth)", f"predicted: {name}"),
-                     frame, fps, tmp / VIDEO_NAME, audio=audio, n_frames=n)
+        render_video(panels, ("tracked (truth)", f"predicted: {name}"), frame, fps, tmp / VIDEO_NAME, audio=audio,
+                     n_frames=n, bars=labels)
         video_page(tmp, f"{name}: test chunk {rec}/{ch}",
                    f"Left: the mesh MediaPipe tracked in the video (the truth); right: the mesh {html.escape(name)} "
                    f"predicted from the audio alone; both on the recording's neutral mesh, projected "
@@ -152,22 +196,33 @@ def evaluate_baseline(*, input, output, params, **_) -> dict:
     baseline, roles, settings = params.kind, params.roles, params.evaluate
     dataset = Dataset(input.dataset)
     split = load_split(dataset, settings["split"], roles)
+    channels = list(split.channels)  # the baselines predict every channel target the dataset holds
     info: dict[str, Any] = {"baseline": baseline, "roles": list(roles), "split": settings["split"]}
     if baseline == "mean_offset":
-        pred = np.broadcast_to(dataset.norm["offset_mean"], split.offsets.shape).astype(np.float32)
+        preds = {"offsets": np.broadcast_to(dataset.norm["offset_mean"], split.offsets.shape).astype(np.float32)}
+        preds.update({t: np.broadcast_to(dataset.norm[f"target_{t}_mean"], split.channels[t].shape).astype(np.float32)
+                      for t in channels})
     elif baseline == "ridge":
         r = settings["ridge"]
-        ridge = fit_ridge(dataset.sequences("train", roles), dataset.sequences("validation", roles),
-                          r["contexts"], r["alphas"])
+        ridges = fit_ridges(dataset.sequences("train", roles, channels), dataset.sequences("validation", roles, channels),
+                            r["contexts"], r["alphas"], ["offsets", *channels])
+        x = dataset.normalise_inputs(split.features, roles)
+        preds = {"offsets": dataset.denormalise_targets(ridges["offsets"].predict(x, split.bounds))}
+        preds.update({t: denormalise_channels(t, ridges[t].predict(x, split.bounds), dataset.norm) for t in channels})
+        ridge = ridges["offsets"]
         info.update(alpha=ridge.alpha, context=ridge.context,
-                    validation_mse={f"{c}/{a:g}": m for (c, a), m in ridge.validation_mse.items()})
-        pred = dataset.denormalise_targets(ridge.predict(dataset.normalise_inputs(split.features, roles),
-                                                         split.bounds))
+                    validation_mse={f"{c}/{a:g}": m for (c, a), m in ridge.validation_mse.items()},
+                    channels={t: {"alpha": ridges[t].alpha, "context": ridges[t].context} for t in channels})
         log.info("ridge on %s: context %d, alpha %g chosen on validation (MSE per context/alpha: %s)", "+".join(roles),
                  ridge.context, ridge.alpha, ", ".join(f"{k}: {m:.4f}" for k, m in info["validation_mse"].items()))
+        for t in channels:
+            log.info("ridge of %s: context %d, alpha %g chosen on its validation MSE", t, ridges[t].context,
+                     ridges[t].alpha)
     else:
         raise ValueError(f"unknown baseline {baseline!r} (mean_offset or ridge)")
-    result = score(dataset, split, pred, settings["loss"], settings["max_lag"], settings["bootstrap"])
+    result = score(dataset, split, preds["offsets"], settings["loss"], settings["max_lag"], settings["bootstrap"])
+    energy = speech_energy(split, params.chunk_dirs, dataset.fps) if getattr(params, "chunk_dirs", None) else None
+    result["targets"] = score_targets(split, preds, dataset.fps, settings["max_lag"], energy)
     result.update(info)
     _write_scores(result, output.metrics, output.regions)
     log.info("baseline %s (%s): %s", baseline, "+".join(roles),
@@ -222,6 +277,28 @@ R2_NOTE = ("R² (offsets) measures the motion from the neutral mesh: 0 is predic
 DIGITS = {"test R² (absolute, the paper's)": ".6f", "lip-sync lag (frames)": "+.0f"}
 
 
+TARGETS_NOTE = ("R² per blendshape group (jaw and mouth, brows, eyes, cheeks and nose) pools the group's channels "
+                "around each channel's test mean; jawOpen's lag and r are found as the lip gap's (positive lag: the "
+                "prediction comes late). Blinks a minute count the closings of both eyes (eyeBlink above 0.5). Head "
+                "pose is only weakly predictable from audio: speech moves the head, but which way it turns is not in "
+                "the sound, so its R² stays near 0 even for a good model; the correlation of head motion energy "
+                "with speech energy says whether the motion comes when the speech does. A model that does not "
+                "predict a target has no row for it; the baselines predict every target the dataset holds, by the "
+                "same code.")
+
+
+def targets_table(targets: Mapping[str, Mapping]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per model with channel-target scores (:func:`animote.targets.table_rows`), and the
+    page's paragraphs; a sentence saying why the table is empty when no model predicts any."""
+    rows = [r for r in table_rows(targets) if len(r) > 1]
+    df = pd.DataFrame(rows)
+    if not any(not str(name).startswith("baseline: ") for name in df.get("model", [])):
+        return df, ["No experiment of this sweep predicts blendshapes or head pose: set `train.targets` (for "
+                    "example `[offsets, blendshapes]`, with `mesh.tracker: landmarker`). The baselines' rows show what "
+                    "a closed form gets.", TARGETS_NOTE]
+    return df, [TARGETS_NOTE]
+
+
 def sweep_report(*, input, output, params, wildcards, **_) -> dict[str, pd.DataFrame]:
     """The sweep table (Fig 4.3 columns, honest metrics, baselines as rows), the ablation table
     (Fig 4.4) and the features table per region; TSV, HTML and Markdown; logged into the sweep's
@@ -237,15 +314,18 @@ def sweep_report(*, input, output, params, wildcards, **_) -> dict[str, pd.DataF
         return {"test": ev["summary"], "regions": ev["regions"], "ci": iv.get("ci", {}),
                 "region_ci": iv.get("regions", {}), "samples": iv.get("samples", {})}
 
-    experiments = {}
+    experiments, targets = {}, {}
     for name, eval_json in zip(names, input.evaluations):
         ev = json.loads(Path(eval_json).read_text())
         experiments[name] = {"config": configs[name], "train": ev["train_metrics"], **with_intervals(ev)}
+        targets[name] = ev.get("targets", {})
     base = {label: {**(b := json.loads(Path(path).read_text())), **with_intervals(b)}
             for label, path in baselines.items()}
     sweep_df = sweep_table(experiments, base)
     ablation_df = ablation_table(experiments, defaults, base)
     features_df, answer = features_table(experiments, base, defaults)
+    targets.update({label: b.get("targets", {}) for label, b in base.items()})
+    targets_df, targets_paras = targets_table(targets)
 
     verdict = verdict_sentences(experiments, {k: v for k, v in base.items() if "ridge" in k})
     if "baseline: mean offset" in base:
@@ -268,6 +348,8 @@ def sweep_report(*, input, output, params, wildcards, **_) -> dict[str, pd.DataF
                      [i for i, e in enumerate(ablation_df["experiment"]) if e.startswith("baseline: ")]),
         "features": (f"Sweep {sweep}: which features help where (test R² on offsets per region)", features_df,
                      [answer, "Regions are MediaPipe face-mesh index sets (animote.metrics.regions)."], []),
+        "targets": (f"Sweep {sweep}: blendshapes and head pose (train.targets) on the test split", targets_df,
+                    targets_paras, [i for i, m in enumerate(targets_df.get("model", [])) if str(m).startswith("baseline: ")]),
     }
     for key, (title, df, paras, base_rows) in pages.items():
         with atomic_path(out[f"{key}_tsv"]) as tmp:
