@@ -39,7 +39,9 @@ rule evaluate:
         mesh=experiment_figure("results/evaluate/{sweep}/{exp}/mesh.png", "mesh", "mesh"),
         error_map=experiment_figure("results/evaluate/{sweep}/{exp}/error_map.png", "error map", "error_map"),
         lip_gap=experiment_figure("results/evaluate/{sweep}/{exp}/lip_gap.png", "lip gap", "lip_gap"),
-        targets=experiment_figure("results/evaluate/{sweep}/{exp}/targets.png", "blendshapes and head pose", "targets_curves"),
+        targets=experiment_figure(
+            "results/evaluate/{sweep}/{exp}/targets.png", "blendshapes and head pose", "targets_curves"
+        ),
         video=experiment_figure(
             directory("results/evaluate/{sweep}/{exp}/video"), "video", "video", htmlindex="index.html"
         ),
