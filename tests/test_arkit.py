@@ -112,3 +112,73 @@ def test_animote_arkit_exports_a_landmarker_recording(demo_run, tmp_path):
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode != 0 and len(lines) == 1 and "mesh.tracker: landmarker" in lines[0]
     assert not (tmp_path / "x.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_model_learns_arkit_curves_and_animate_exports_them(demo_run, tmp_path):
+    """The short demo again with mesh.tracker: landmarker and an experiment that predicts the
+    blendshapes and the head pose: only the stages downstream of the tracker rerun; the dataset
+    holds the 52 scores; evaluation scores every target beside the baselines' in the report; and
+    `animote animate --arkit` writes the curves Unreal reads, the npz keeps them, the video has
+    their strip. A model without blendshapes is refused with what to do."""
+    import json
+    import shutil
+
+    import yaml
+    from helpers import scheduled, snakemake
+
+    from animote.dataset import Dataset
+    from animote.export import read_mesh_sequence
+
+    wd = tmp_path / "arkit"
+    shutil.copytree(demo_run, wd, symlinks=True)
+    over = yaml.safe_load((wd / "test.yaml").read_text())
+    over["mesh"] = {"tracker": "landmarker"}
+    over["sweep"] = {"name": "arkit", "run": ["curves"],
+                     "experiments": {"curves": {"targets": ["offsets", "blendshapes", "head_pose"], "epochs": 6}}}
+    (wd / "arkit.yaml").write_text(yaml.safe_dump(over))
+    plan = scheduled(snakemake(wd, "-n", configs=("arkit.yaml",)))
+    assert plan.get("face_mesh") == 1 and "remove_claps" not in plan and "audio_features" not in plan
+    snakemake(wd, configs=("arkit.yaml",))
+    ds = Dataset(wd / "results/dataset/dataset.zarr")
+    assert ds.targets == ["offsets", "head_pose", "blendshapes"] and ds.channel_names("blendshapes") == list(BLENDSHAPES)
+
+    ev = json.loads((wd / "results/evaluate/arkit/curves/metrics.json").read_text())
+    assert ev["predicts"] == ["offsets", "blendshapes", "head_pose"]
+    b, h = ev["targets"]["blendshapes"], ev["targets"]["head_pose"]
+    assert set(b["groups"]) == {"jaw_mouth", "brows", "eyes", "cheeks_nose"} and abs(b["jaw_open"]["lag"]) <= 10
+    assert set(b["blinks_per_min"]) == {"true", "predicted"} and set(h["channels"]) == {"yaw", "pitch", "roll", "x",
+                                                                                         "y", "z"}
+    assert "motion_vs_speech" in h  # the speech energy came from the chunks' audio
+    table = pd.read_csv(wd / "results/report/arkit/targets.tsv", sep="\t")
+    assert list(table.model) == ["curves", "baseline: mean offset", "baseline: ridge (phonetic+emotion)"]
+    assert table["jaw_mouth R²"].notna().all() and table.loc[1, "jaw_mouth R²"] <= 0.01  # the mean scores ~0
+    assert (wd / "results/evaluate/arkit/curves/targets.png").stat().st_size > 10_000
+
+    test_rec, test_chunk = ds.chunk_names("test")[0]
+    speech = wd / f"results/{test_rec}/chunks/{test_chunk}.wav"
+    model = wd / "results/train/arkit/curves/model.pt"
+    csv = tmp_path / "demo_1_animote.csv"
+    out = tmp_path / "out.mp4"
+    r = subprocess.run([ANIMOTE, "animate", str(speech), "--model", str(model), "--out", str(out), "--arkit", str(csv),
+                        "--size", "128"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    meshes = read_mesh_sequence(out.with_suffix(".npz"))
+    n = len(meshes["meshes"])
+    assert meshes["blendshapes"].shape == (n, 52) and meshes["head_pose"].shape == (n, 6)
+    assert list(meshes["blendshapes_names"]) == list(BLENDSHAPES)
+    df = pd.read_csv(csv)
+    assert tuple(df.columns) == HEADER and len(df) == n and (df.BlendShapeCount == 61).all()
+    values = df[list(ARKIT_CSV)].to_numpy()
+    assert values.min() >= 0 and values.max() <= 1 and df.JawOpen.std() > 0
+    np.testing.assert_allclose(df.JawOpen, meshes["blendshapes"][:, BLENDSHAPES.index("jawOpen")], atol=2e-6)
+    np.testing.assert_allclose(df.HeadRoll, np.clip(meshes["head_pose"][:, 2] / 180, -1, 1), atol=2e-6)
+    size = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                           "-of", "csv=p=0", str(out)], capture_output=True, text=True, check=True).stdout.strip()
+    assert size.split(",")[0] == "128" and int(size.split(",")[1]) > 128 + 6 * 14  # the mouth channels' strip
+
+    plain = subprocess.run([ANIMOTE, "animate", str(speech), "--model", str(demo_run / "results/train/default/recipe/model.pt"),
+                            "--out", str(tmp_path / "p.mp4"), "--arkit", str(tmp_path / "p.csv")],
+                           capture_output=True, text=True)
+    lines = plain.stderr.strip().splitlines()
+    assert plain.returncode == 2 and len(lines) == 1 and "no blendshapes" in lines[0] and not (tmp_path / "p.csv").exists()

@@ -331,3 +331,36 @@ def test_channel_targets_get_their_heads_and_leave_the_offsets_alone(learnable, 
     assert abs(out["blendshapes"][:, jaw].mean() - chunk.channels["blendshapes"][:, jaw].mean()) < 0.1
     with pytest.raises(ValueError, match="lacks offsets"):
         _cfg(targets=["blendshapes"])
+
+
+def test_baselines_predict_every_target_and_their_offsets_do_not_change(learnable, learnable_channels, tmp_path):
+    """The mean and ridge baselines score each channel target the dataset holds by the same code;
+    the ridge of the offsets is chosen and fitted as it is without them."""
+    from types import SimpleNamespace as NS
+
+    from animote.stages.evaluate import evaluate_baseline, score_checkpoint
+
+    settings = {"split": "test", "overlap": 4, "max_lag": 5, "loss": {"window": 30, "temporal_weight": 0.1},
+                "bootstrap": {"window": 30, "samples": 20, "seed": 0},
+                "ridge": {"contexts": [0, 2], "alphas": [1.0, 100.0]}}
+    out = {}
+    for name, ds in (("plain", learnable), ("channels", learnable_channels)):
+        for kind in ("mean_offset", "ridge"):
+            o = NS(metrics=tmp_path / f"{name}_{kind}.json", regions=tmp_path / f"{name}_{kind}.tsv")
+            out[name, kind] = evaluate_baseline(input=NS(dataset=ds), output=o,
+                                                params=NS(kind=kind, roles=["phonetic", "emotion"], evaluate=settings))
+    assert out["plain", "ridge"]["summary"] == out["channels", "ridge"]["summary"]
+    assert out["plain", "ridge"]["targets"] == {} and set(out["channels", "ridge"]["targets"]) == {"blendshapes",
+                                                                                                   "head_pose"}
+    ridge, mean = out["channels", "ridge"]["targets"]["blendshapes"], out["channels", "mean_offset"]["targets"]
+    assert ridge["jaw_open"]["lag"] == 0 and ridge["jaw_open"]["r"] > 0.8  # jawOpen is linear in the loudness
+    assert ridge["channels"]["jawOpen"]["r2"] > 0.5 and mean["blendshapes"]["channels"]["jawOpen"]["r2"] <= 0.01
+    assert out["channels", "ridge"]["channels"]["blendshapes"]["context"] in (0, 2)
+    # a network of the offsets alone is scored on the offsets; one with blendshapes on those too
+    ds = Dataset(learnable_channels)
+    cfg = _cfg(epochs=8, targets=["offsets", "blendshapes"])
+    res = fit(ds, cfg, progress=False)
+    save_checkpoint(tmp_path / "b.pt", res.model, cfg, ds, {"experiment": "b"})
+    result, split, preds = score_checkpoint(ds, tmp_path / "b.pt", settings)
+    assert result["predicts"] == ["offsets", "blendshapes"] and set(result["targets"]) == {"blendshapes"}
+    assert abs(result["targets"]["blendshapes"]["jaw_open"]["lag"]) <= 1 and preds["blendshapes"].shape[1] == 52
