@@ -14,6 +14,12 @@ and alpha chosen on validation) and the mean, and scores every model on each tes
 the evaluation code, with 95 % bootstrap intervals over test windows. The test split chooses
 nothing.
 
+With ``--tracker landmarker`` the recordings are tracked by MediaPipe's Face Landmarker, and the
+experiments that predict blendshapes (``train.targets``, e.g. ``--sweep config/sweeps/arkit.yaml
+--experiments blendshapes``) are scored on them too beside ridge and the mean of the same targets
+(blendshape R² overall and per group, jawOpen's r and lag, with intervals over the same windows);
+``--rerun-triggers mtime`` reuses recordings preprocessed by an older version of the code.
+
 Prints one table per test recording and writes ``learning_curve.tsv`` and ``learning_curve.png``
 (test R² on offsets, LVE and lip-sync r against minutes) into ``--work``. Preprocessed recordings
 are kept there, so a rerun with more sizes only adds the new takes.
@@ -79,12 +85,14 @@ def make_takes(work: Path, plan: list[dict]) -> None:
               f"{p['demo']['sentence_offset']}: made in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def prepare(work: Path, plan: list[dict], n_takes: int, cores: int) -> Path:
+def prepare(work: Path, plan: list[dict], n_takes: int, cores: int, tracker: str = "facemesh",
+            rerun_triggers: str | None = None) -> Path:
     """The dataset of the first ``n_takes`` takes and the test recordings (the workflow's own
-    preprocessing and dataset stage); returns its copy under ``work/datasets``."""
+    preprocessing and dataset stage, the meshes by ``tracker``); returns its copy under
+    ``work/datasets``."""
     takes = [p["name"] for p in plan if p["name"] not in TEST_RECORDINGS][:n_takes]
     names = takes + list(TEST_RECORDINGS)
-    out = work / "datasets" / f"{takes[-1]}.zarr"
+    out = work / "datasets" / f"{takes[-1]}{'' if tracker == 'facemesh' else '_' + tracker}.zarr"
     if out.exists():
         return out
     (work / "config").mkdir(parents=True, exist_ok=True)
@@ -92,11 +100,13 @@ def prepare(work: Path, plan: list[dict], n_takes: int, cores: int) -> Path:
     (work / "config" / "recordings.tsv").write_text(
         "id\tpath\tneutral\n" + "".join(f"{n}\ttakes/{n}.mp4\t\n" for n in names))
     (work / "curve.yaml").write_text(yaml.safe_dump({"dataset": {
-        "split": {"train": 0.85, "validation": 0.15, "test": 0.0}, "test_recordings": list(TEST_RECORDINGS)}}))
+        "split": {"train": 0.85, "validation": 0.15, "test": 0.0}, "test_recordings": list(TEST_RECORDINGS)},
+        "mesh": {"tracker": tracker}}))
     t0 = time.perf_counter()
+    triggers = ["--rerun-triggers", rerun_triggers] if rerun_triggers else []
     subprocess.run([str(Path(sys.executable).parent / "snakemake"), "results/dataset/dataset.zarr", "-s",
-                    str(REPO / "workflow" / "Snakefile"), "--configfile", "curve.yaml", "--cores", str(cores),
-                    "--quiet", "all"], cwd=work, check=True)
+                    str(REPO / "workflow" / "Snakefile"), "--cores", str(cores), "--quiet", "all", *triggers,
+                    "--configfile", "curve.yaml"], cwd=work, check=True)
     out.parent.mkdir(exist_ok=True)
     shutil.copytree(work / "results" / "dataset" / "dataset.zarr", out)
     print(f"  dataset of {n_takes} take(s) + tests: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -112,7 +122,8 @@ def subset(split, recording: str):
     lengths = [int(split.bounds[i][1] - split.bounds[i][0]) for i in keep]
     bounds = np.stack([np.cumsum([0] + lengths[:-1]), np.cumsum(lengths)], 1)
     return Split([split.names[i] for i in keep], {r: f[idx] for r, f in split.features.items()}, split.offsets[idx],
-                 split.neutral[idx], split.mask[idx], bounds)
+                 split.neutral[idx], split.mask[idx], bounds, {t: v[idx] for t, v in split.channels.items()},
+                 split.channel_names)
 
 
 def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
@@ -120,10 +131,10 @@ def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
     each held-out test recording (intervals from the same test windows for every model)."""
     import tempfile
 
-    from animote.baselines import fit_ridge
+    from animote.baselines import fit_ridges
     from animote.config import merge_experiment
-    from animote.dataset import Dataset
-    from animote.evaluate import load_split, predict_split, score
+    from animote.dataset import Dataset, denormalise_channels
+    from animote.evaluate import load_split, predict_targets, score, score_targets
     from animote.predict import Predictor
     from animote.train import TrainConfig, fit, save_checkpoint
 
@@ -147,21 +158,32 @@ def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
         ckpt = Path(tempfile.mkdtemp()) / "model.pt"
         save_checkpoint(ckpt, res.model, TrainConfig.from_dict(cfg), ds, {"experiment": name})
         predictor = Predictor.load(ckpt, overlap=ev["overlap"])
-        preds[name] = (list(cfg["roles"]), predictor.predict)
+        preds[name] = (list(cfg["roles"]), predictor.predict_targets)
         info[name] = {"seconds": seconds, "best_epoch": res.best_epoch, "epochs_run": len(res.history),
                       "val_loss": res.best.get("val_loss"), "val_r2": res.best.get("val_r2")}
         print(f"  {minutes:g} min: {name} trained in {seconds:.0f} s, best epoch {res.best_epoch} of "
               f"{len(res.history)}, validation R² {res.best.get('val_r2', float('nan')):.3f}", flush=True)
     t0 = time.perf_counter()
-    ridge = fit_ridge(ds.sequences("train", roles_all), ds.sequences("validation", roles_all),
-                      ev["ridge"]["contexts"], ev["ridge"]["alphas"])
+    channels = [t for t in ds.targets if t == "blendshapes"]  # the channel targets scored here
+    ridges = fit_ridges(ds.sequences("train", roles_all, channels), ds.sequences("validation", roles_all, channels),
+                        ev["ridge"]["contexts"], ev["ridge"]["alphas"], ["offsets", *channels])
+    ridge = ridges["offsets"]
     info["ridge"] = {"seconds": time.perf_counter() - t0, "context": ridge.context, "alpha": ridge.alpha,
                      "val_mse": ridge.validation_mse[(ridge.context, ridge.alpha)]}
     print(f"  {minutes:g} min: ridge context {ridge.context}, alpha {ridge.alpha:g} chosen on validation "
           f"({info['ridge']['seconds']:.0f} s)", flush=True)
-    preds["ridge"] = (roles_all, lambda f: ds.denormalise_targets(ridge.predict(ds.normalise_inputs(f, roles_all),
-                                                                                np.array([[0, len(next(iter(f.values())))]]))))
-    preds["mean"] = (roles_all, lambda f: np.broadcast_to(ds.norm["offset_mean"], (len(next(iter(f.values()))), 468, 3)))
+
+    def ridge_predict(f):
+        x, b = ds.normalise_inputs(f, roles_all), np.array([[0, len(next(iter(f.values())))]])
+        return {"offsets": ds.denormalise_targets(ridge.predict(x, b)),
+                **{t: denormalise_channels(t, ridges[t].predict(x, b), ds.norm) for t in channels}}
+
+    def mean_predict(f):
+        n = len(next(iter(f.values())))
+        return {"offsets": np.broadcast_to(ds.norm["offset_mean"], (n, 468, 3)),
+                **{t: np.broadcast_to(ds.norm[f"target_{t}_mean"], (n, len(ds.channel_names(t)))) for t in channels}}
+
+    preds["ridge"], preds["mean"] = (roles_all, ridge_predict), (roles_all, mean_predict)
     # the validation split, scored with the evaluation's objective: what a recipe is chosen by
     loaded: dict[tuple[str, tuple[str, ...]], object] = {}
 
@@ -174,18 +196,23 @@ def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
     val = {}
     for name, (roles, predict) in preds.items():
         vsplit = split_of("validation", roles)
-        v = score(ds, vsplit, predict_split(vsplit, predict).astype(np.float32), ev["loss"], ev["max_lag"])["summary"]
+        vp = predict_targets(vsplit, predict)
+        v = score(ds, vsplit, vp["offsets"].astype(np.float32), ev["loss"], ev["max_lag"])["summary"]
         val[name] = {"val_loss": v["loss"], "val_r2": v["r2"], "val_lve_permil": 1e3 * v["lve"]}
+        if "blendshapes" in vp:
+            val[name]["val_bs_r2"] = score_targets(vsplit, vp, ds.fps, ev["max_lag"])["blendshapes"]["r2"]
     from animote.intervals import difference, interval
 
     rows = []
     for test in TEST_RECORDINGS:
-        scored = {}
+        scored, channel_scores = {}, {}
         for name, (roles, predict) in preds.items():
             sub = subset(split_of("test", roles), test)
-            pred = predict_split(sub, predict).astype(np.float32)
-            scored[name] = score(ds, sub, pred, ev["loss"], ev["max_lag"],
-                                 {**ev["bootstrap"], "samples": args.boot})
+            pred = predict_targets(sub, predict)
+            boot = {**ev["bootstrap"], "samples": args.boot}
+            scored[name] = score(ds, sub, pred["offsets"].astype(np.float32), ev["loss"], ev["max_lag"], boot)
+            channel_scores[name] = score_targets(sub, pred, ds.fps, ev["max_lag"], bootstrap=boot).get("blendshapes")
+        ridge_bs = channel_scores.get("ridge")
         r_samples = np.asarray(scored["ridge"]["intervals"]["samples"]["r2"])
         l_samples = np.asarray(scored["ridge"]["intervals"]["samples"]["lve"])
         for name, res in scored.items():
@@ -197,6 +224,16 @@ def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
                    "lip_r": s["lip_sync_corr"], "lip_r_lo": ci["lip_sync_corr"][0], "lip_r_hi": ci["lip_sync_corr"][1],
                    "lag": s["lip_sync_lag"], "loss": s["loss"], **val[name],
                    **{k: v for k, v in info.get(name, {}).items() if k not in ("val_loss", "val_r2")}}
+            b = channel_scores.get(name)
+            if b:
+                bci = b["intervals"]["ci"]
+                row.update(bs_r2=b["r2"], bs_r2_lo=bci["r2"][0], bs_r2_hi=bci["r2"][1],
+                           bs_jaw_mouth_r2=b["groups"]["jaw_mouth"]["r2"], jaw_r=b["jaw_open"]["r"],
+                           jaw_r_lo=bci["corr"][0], jaw_r_hi=bci["corr"][1], jaw_lag=b["jaw_open"]["lag"],
+                           **{f"bs_{g}_r2": v["r2"] for g, v in b["groups"].items()})
+                if ridge_bs and name not in ("ridge", "mean"):
+                    d = difference(b["intervals"]["samples"]["r2"], ridge_bs["intervals"]["samples"]["r2"])
+                    row.update(dbs_r2_vs_ridge=b["r2"] - ridge_bs["r2"], dbs_r2_lo=d[0], dbs_r2_hi=d[1])
             if name not in ("ridge", "mean"):
                 d = difference(samp["r2"], r_samples)
                 ratio = interval(np.asarray(samp["lve"]) / l_samples)
@@ -208,6 +245,16 @@ def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
 
 
 def print_tables(table: pd.DataFrame) -> None:
+    if "bs_r2" in table:
+        print("\nblendshapes (95 % bootstrap intervals over the same windows)")
+        print("| test | train min | model | blendshape R² | jaw and mouth R² | jawOpen r | lag | ΔR² vs ridge (paired) |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in table[table.bs_r2.notna()].itertuples():
+            d = getattr(r, "dbs_r2_vs_ridge", np.nan)
+            delta = f"{d:+.3f} ({r.dbs_r2_lo:+.3f}, {r.dbs_r2_hi:+.3f})" if np.isfinite(d) else ""
+            print(f"| {r.test} | {r.train_min:.1f} | {r.model} | {r.bs_r2:.3f} ({r.bs_r2_lo:.3f}, {r.bs_r2_hi:.3f}) | "
+                  f"{r.bs_jaw_mouth_r2:.3f} | {r.jaw_r:.3f} ({r.jaw_r_lo:.3f}, {r.jaw_r_hi:.3f}) | {r.jaw_lag:+.0f} | "
+                  f"{delta} |")
     for test, t in table.groupby("test", sort=False):
         print(f"\ntest recording {test} (95 % bootstrap intervals over {int(t.windows.iloc[0])} windows of the test split)")
         print("| train min | model | R² (offsets) | LVE ‰ | lip-sync r | lag | ΔR² vs ridge (paired) | LVE / ridge | "
@@ -275,6 +322,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override train.epochs (the maximum)")
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--name", default="learning_curve", help="the table and plot are written as NAME.tsv, NAME.png")
+    ap.add_argument("--tracker", choices=["facemesh", "landmarker"], default="facemesh",
+                    help="mesh.tracker of the recordings (landmarker: blendshapes too)")
+    ap.add_argument("--rerun-triggers", default=None,
+                    help="passed to snakemake (mtime: keep recordings preprocessed by older code)")
     args = ap.parse_args()
     minutes = sorted(args.minutes)
     ladder = sorted(set(LADDER) | {m for m in minutes if m > max(LADDER)})
@@ -293,7 +344,7 @@ def main() -> None:
     datasets = {}
     for k, m in enumerate(ladder, start=1):
         if m in minutes:
-            datasets[m] = prepare(args.work, plan, k, args.cores)
+            datasets[m] = prepare(args.work, plan, k, args.cores, args.tracker, args.rerun_triggers)
     if args.stage == "prepare":
         return
     rows = []

@@ -72,3 +72,22 @@ def test_head_motion_that_comes_with_speech_correlates_with_its_energy():
                        30.0, 5, speech)
     assert s["motion_vs_speech"]["true"] > 0.6 and np.isnan(s["motion_vs_speech"]["predicted"])
     assert abs(s["rotation_r2"]) < 1e-9
+
+
+def test_channel_intervals_cover_the_pooled_value_and_pair_up_across_models():
+    from animote.intervals import channel_bootstrap
+
+    rng = np.random.default_rng(2)
+    n, c = 2400, 6
+    true = rng.normal(size=(n, c)).cumsum(0) * 0.01
+    good, bad = true + 0.005 * rng.normal(size=(n, c)), true + 0.02 * rng.normal(size=(n, c))
+    mask, bounds = np.ones(n, bool), np.array([[0, 1200], [1200, 2400]])
+    groups = {"a": np.arange(3), "b": np.arange(3, 6)}
+    g = channel_bootstrap(true, good, mask, bounds, 120, 300, 0, groups, corr=0)
+    b = channel_bootstrap(true, bad, mask, bounds, 120, 300, 0, groups, corr=0)
+    pooled = 1 - ((true - good) ** 2).sum() / ((true - true.mean(0)) ** 2).sum()
+    lo, hi = g["ci"]["r2"]
+    assert g["windows"] == 20 and lo <= pooled <= hi and hi - lo < 0.2
+    assert set(g["ci"]) == {"r2", "r2_a", "r2_b", "corr"} and g["ci"]["corr"][0] > 0.9
+    diff = np.asarray(g["samples"]["r2"]) - np.asarray(b["samples"]["r2"])  # the same windows drawn: paired
+    assert np.quantile(diff, 0.025) > 0

@@ -99,12 +99,13 @@ def predict_targets(split: Split, predict_chunk: Callable[[Mapping[str, np.ndarr
 
 
 def score_targets(split: Split, pred: Mapping[str, np.ndarray], fps: float, max_lag: int,
-                  speech_energy: np.ndarray | None = None) -> dict:
-    """Each channel target of ``pred`` the split holds, scored by :func:`animote.targets.score_channels`."""
+                  speech_energy: np.ndarray | None = None, bootstrap: Mapping | None = None) -> dict:
+    """Each channel target of ``pred`` the split holds, scored by :func:`animote.targets.score_channels`
+    (with ``bootstrap``, the intervals over the windows :func:`score` draws)."""
     from .targets import score_channels
 
     return {t: score_channels(t, split.channels[t], v, split.mask, split.channel_names[t], fps, max_lag,
-                              speech_energy)
+                              speech_energy, split.bounds, bootstrap)
             for t, v in pred.items() if t != "offsets" and t in split.channels}
 
 

@@ -142,6 +142,47 @@ def bootstrap(true: np.ndarray, pred: np.ndarray, neutral: np.ndarray, mask: np.
                         {**regions, "all": np.arange(s.sse.shape[1])}.items()}}
 
 
+def channel_bootstrap(true: np.ndarray, pred: np.ndarray, mask: np.ndarray, bounds: np.ndarray, window: int,
+                      samples: int, seed: int, groups: Mapping[str, np.ndarray], corr: int | None = None,
+                      lag: float = 0.0) -> dict:
+    """The same windows and draws as :func:`bootstrap` (same ``window`` and ``seed``: the samples
+    pair up with it and across models) for channel targets (N, C): R² pooled over all channels and
+    over each of ``groups`` (name -> channel indices), and with ``corr`` the correlation of that
+    channel at ``lag`` (jawOpen's). {"samples": {metric: (B,)}, "ci": {metric: [lo, hi]}}."""
+    true, pred = np.asarray(true, np.float64), np.asarray(pred, np.float64)
+    mask = np.asarray(mask, bool)
+    wins = partition(bounds, window)
+    W, C = len(wins), true.shape[1]
+    n, sse, s1, s2, pair = np.zeros(W), np.zeros((W, C)), np.zeros((W, C)), np.zeros((W, C)), np.zeros((W, 6))
+    lag = int(lag) if np.isfinite(lag) else 0
+    for w, (a, b) in enumerate(wins):
+        m = mask[a:b]
+        t, p = true[a:b][m], pred[a:b][m]
+        n[w], sse[w], s1[w], s2[w] = len(t), ((t - p) ** 2).sum(0), t.sum(0), (t * t).sum(0)
+        if corr is not None:
+            f = np.arange(a, b)
+            g = f + lag
+            ok = (g >= a) & (g < b) & m  # the pair inside the window's own chunk stretch
+            ok[ok] &= mask[g[ok]]
+            x, y = true[f[ok], corr], pred[g[ok], corr]
+            pair[w] = (x.sum(), y.sum(), (x * y).sum(), (x * x).sum(), (y * y).sum(), ok.sum())
+    counts = draws(W, samples, seed)
+
+    def r2(ix) -> np.ndarray:
+        k = counts @ n
+        sst = (counts @ s2[:, ix]).sum(1) - ((counts @ s1[:, ix]) ** 2).sum(1) / np.maximum(k, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where((k > 1) & (sst > 0), 1.0 - (counts @ sse[:, ix]).sum(1) / sst, np.nan)
+
+    out = {"r2": r2(np.arange(C)), **{f"r2_{g}": r2(ix) for g, ix in groups.items() if len(ix)}}
+    if corr is not None:
+        sx, sy, sxy, sxx, syy, k = (counts @ pair).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov, var = sxy - sx * sy / k, (sxx - sx ** 2 / k) * (syy - sy ** 2 / k)
+            out["corr"] = np.where((k > 2) & (var > 0), cov / np.sqrt(np.maximum(var, 0)), np.nan)
+    return {"windows": W, "samples": out, "ci": {k: interval(v) for k, v in out.items()}}
+
+
 def difference(a: np.ndarray, b: np.ndarray) -> list[float]:
     """The interval of ``a - b`` over paired samples (the same windows drawn for both)."""
     return interval(np.asarray(a) - np.asarray(b))

@@ -121,11 +121,14 @@ def blinks_per_minute(blink: np.ndarray, mask: np.ndarray, fps: float, threshold
 
 
 def score_channels(target: str, true: np.ndarray, pred: np.ndarray, mask: np.ndarray, names: Sequence[str],
-                   fps: float, max_lag: int, speech_energy: np.ndarray | None = None) -> dict:
+                   fps: float, max_lag: int, speech_energy: np.ndarray | None = None,
+                   bounds: np.ndarray | None = None, bootstrap: Mapping | None = None) -> dict:
     """Every number of one channel target on one split: R² and MAE per channel and pooled; for
     blendshapes per group too, the lip-sync lag and r of ``jawOpen`` (as the lip gap's, by
     :func:`animote.metrics.lip_sync`) and the blink rates; for head pose, the correlation of the
-    true and the predicted head motion energy with ``speech_energy`` (frames,) when given."""
+    true and the predicted head motion energy with ``speech_energy`` (frames,) when given. With
+    ``bounds`` (the chunks) and ``bootstrap`` (window, samples, seed), 95 % intervals of the pooled
+    and group R² and of jawOpen's r over the windows the offsets' intervals draw."""
     from .metrics import lip_sync
 
     m = np.asarray(mask, bool)
@@ -147,6 +150,16 @@ def score_channels(target: str, true: np.ndarray, pred: np.ndarray, mask: np.nda
             cols = [index["eyeBlinkLeft"], index["eyeBlinkRight"]]
             out["blinks_per_min"] = {"true": blinks_per_minute(t[:, cols], m, fps),
                                      "predicted": blinks_per_minute(p[:, cols], m, fps)}
+    if bootstrap and bounds is not None:
+        from .intervals import channel_bootstrap
+
+        groups = group_indices(names) if target == "blendshapes" else {"rotation": np.arange(3)}
+        jaw = list(names).index("jawOpen") if "jaw_open" in out else None
+        b = channel_bootstrap(t, p, m, bounds, bootstrap["window"], bootstrap["samples"], bootstrap["seed"], groups,
+                              jaw, out["jaw_open"]["lag"] if jaw is not None else 0.0)
+        out["intervals"] = {"ci": b["ci"], "windows": b["windows"],
+                            "samples": {k: np.round(v, 6).tolist() for k, v in b["samples"].items()
+                                        if k in ("r2", "corr")}}
     if target == "head_pose":
         rot = slice(0, 3)
         out["rotation_r2"] = _r2(tv[:, rot], pv[:, rot])
@@ -183,9 +196,14 @@ def table_rows(results: Mapping[str, Mapping]) -> list[dict]:
         b = t.get("blendshapes")
         if b:
             row["blendshapes R²"] = b["r2"]
+            ci = b.get("intervals", {}).get("ci", {})
+            if "r2" in ci:
+                row["blendshapes R² 95 % CI"] = f"{ci['r2'][0]:.3f}–{ci['r2'][1]:.3f}"
             row.update({f"{g} R²": v["r2"] for g, v in b.get("groups", {}).items()})
             if "jaw_open" in b:
                 row["jawOpen r"], row["jawOpen lag"] = b["jaw_open"]["r"], b["jaw_open"]["lag"]
+                if "corr" in ci:
+                    row["jawOpen r 95 % CI"] = f"{ci['corr'][0]:.3f}–{ci['corr'][1]:.3f}"
             if "blinks_per_min" in b:
                 row["blinks/min true"] = b["blinks_per_min"]["true"]
                 row["blinks/min predicted"] = b["blinks_per_min"]["predicted"]

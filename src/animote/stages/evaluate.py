@@ -147,7 +147,8 @@ def score_checkpoint(dataset: Dataset, model_path: str | Path, settings: Mapping
     energy = speech_energy(split, chunk_dirs, dataset.fps) if chunk_dirs else None
     result.update({"split": settings["split"], "roles": predictor.roles, "run_id": ckpt.get("run_id"),
                    "best_epoch": ckpt.get("best_epoch"), "train_metrics": ckpt.get("metrics", {}),
-                   "targets": score_targets(split, preds, dataset.fps, settings["max_lag"], energy),
+                   "targets": score_targets(split, preds, dataset.fps, settings["max_lag"], energy,
+                                            settings["bootstrap"]),
                    "predicts": predictor.targets})
     return result, split, preds
 
@@ -222,7 +223,7 @@ def evaluate_baseline(*, input, output, params, **_) -> dict:
         raise ValueError(f"unknown baseline {baseline!r} (mean_offset or ridge)")
     result = score(dataset, split, preds["offsets"], settings["loss"], settings["max_lag"], settings["bootstrap"])
     energy = speech_energy(split, params.chunk_dirs, dataset.fps) if getattr(params, "chunk_dirs", None) else None
-    result["targets"] = score_targets(split, preds, dataset.fps, settings["max_lag"], energy)
+    result["targets"] = score_targets(split, preds, dataset.fps, settings["max_lag"], energy, settings["bootstrap"])
     result.update(info)
     _write_scores(result, output.metrics, output.regions)
     log.info("baseline %s (%s): %s", baseline, "+".join(roles),
