@@ -83,14 +83,53 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+MODEL_URIS = ("models:/", "runs:/")
+
+
+def tracking_uri_for(given: str | None) -> str:
+    """``given``, else ``MLFLOW_TRACKING_URI``, else the ``mlflow.tracking_uri`` of the workflow's
+    config/config.yaml in this folder (where `snakemake` ran)."""
+    if given:
+        return given
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    config = Path("config/config.yaml")
+    if config.is_file():
+        import yaml
+
+        uri = (yaml.safe_load(config.read_text()) or {}).get("mlflow", {}).get("tracking_uri")
+        if uri:
+            return uri
+    raise InputError("an MLflow model URI needs a tracking store: pass --tracking-uri (e.g. "
+                     "sqlite:///results/mlflow/mlflow.db), set MLFLOW_TRACKING_URI, or run in the workflow's folder")
+
+
+def resolve_model(model: str, tracking_uri: str | None, work: Path) -> Path:
+    """A model given as a file, a model folder, or an MLflow URI (``models:/<name>@best``,
+    ``runs:/<run id>/model``), as a local path (a URI's model downloaded into ``work``)."""
+    if not str(model).startswith(MODEL_URIS):
+        return Path(model)
+    from . import tracking
+
+    uri = tracking_uri_for(tracking_uri)
+    db = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    if db is not None and not Path(db).is_file():
+        raise InputError(f"--model {model}: the tracking store {db} does not exist (run the workflow first, or pass "
+                         f"--tracking-uri)")
+    try:
+        return tracking.download_model(str(model), uri, work)
+    except LookupError as exc:
+        raise InputError(f"--model {exc}") from None
+
+
 def load_model(path: Path, device: str):
     """The checkpoint at ``path`` as a :class:`animote.predict.Predictor` on ``device``."""
     from .predict import Predictor
     from .train import resolve_device
 
-    if not path.is_file():
+    if not (path.is_file() or path.is_dir()):
         raise InputError(f"{path}: no such checkpoint; a trained model is results/train/<sweep>/<experiment>/"
-                         f"model.pt after `snakemake` has run")
+                         f"model.pt or the folder results/models/<sweep>/<experiment> after `snakemake` has run")
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -247,7 +286,7 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
             neutral: str | None = None, obj_dir: str | os.PathLike | None = None, device: str = "auto",
             size: int = 512, block_seconds: float = 30.0, overlap: int | None = None,
             backend_models: Mapping[str, str] | None = None, on_frame=None,
-            arkit: str | os.PathLike | None = None) -> Animation:
+            arkit: str | os.PathLike | None = None, tracking_uri: str | None = None) -> Animation:
     """Animate ``speech`` with the checkpoint ``model``: the video ``out`` (mp4), the meshes beside
     it (``.npz``, and the model's blendshapes and head pose), with ``obj_dir`` one OBJ per frame,
     with ``arkit`` the predicted blendshapes and head angles as a Live Link Face CSV (``.csv``) or
@@ -264,10 +303,12 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
     from .util import atomic_path
 
     t_start = time.perf_counter()
-    speech, model = Path(speech), Path(model)
+    speech, given = Path(speech), str(model)
     arkit = Path(arkit) if arkit else None
     out = _check_paths(speech, Path(out) if out else None, arkit)
     npz = out.with_suffix(".npz")
+    downloads = tempfile.TemporaryDirectory(prefix="animote-model-")
+    model = resolve_model(given, tracking_uri, Path(downloads.name))
     predictor = load_model(model, device)
     if arkit is not None and "blendshapes" not in predictor.targets:
         raise InputError(f"--arkit {arkit}: {model} predicts {', '.join(predictor.targets)}, no blendshapes; train one "
@@ -295,7 +336,7 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
         blocks = plan_chunks(n_frames, fps, block_seconds, min(10.0, block_seconds / 3))
 
         triangles = face_triangles()
-        info = {"speech": speech.name, "model": str(model), "experiment": predictor.checkpoint.get("experiment"),
+        info = {"speech": speech.name, "model": given, "experiment": predictor.checkpoint.get("experiment"),
                 "model_run_id": predictor.checkpoint.get("run_id"), "dataset_hash": predictor.checkpoint["dataset_hash"],
                 "features": {r: predictor.features[r]["cache_key"] for r in predictor.roles},
                 "neutral": neutral_from, "animote_version": __version__, "frames": n_frames, "fps": fps,
@@ -338,7 +379,8 @@ def animate(speech: str | os.PathLike, model: str | os.PathLike, out: str | os.P
                     write_livelink_csv(arkit, curves["blendshapes"], fps, names, head_deg=head)
                 else:
                     write_arkit_json(arkit, curves["blendshapes"], fps, names, head_deg=head,
-                                     info={"speech": speech.name, "model": str(model)})
+                                     info={"speech": speech.name, "model": given})
+    downloads.cleanup()
     total = time.perf_counter() - t_start
     return Animation(video=str(out), meshes=str(npz), obj_dir=str(obj_dir) if obj_dir is not None else None,
                      arkit=str(arkit) if arkit is not None else None, targets=predictor.targets,

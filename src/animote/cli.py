@@ -58,9 +58,15 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("speech", metavar="SPEECH",
                    help="audio to animate: anything ffmpeg reads (wav, mp3, m4a, flac, or a video's audio track), "
                         "any sample rate, mono or stereo")
-    a.add_argument("--model", required=True, metavar="MODEL.pt",
+    a.add_argument("--model", required=True, metavar="MODEL",
                    help="a checkpoint written by the workflow's training (results/train/<sweep>/<experiment>/"
-                        "model.pt); it names the feature backends, fps and neutral meshes it needs")
+                        "model.pt), a model folder (results/models/<sweep>/<experiment>, or one shared with you), or "
+                        "an MLflow model: models:/<name>@best (the sweep's best by validation loss), "
+                        "models:/<name>/<version>, runs:/<run id>/model; it names the feature backends, fps and "
+                        "neutral meshes it needs")
+    a.add_argument("--tracking-uri", metavar="URI",
+                   help="the MLflow store of a models:/ or runs:/ model (default: MLFLOW_TRACKING_URI, or the "
+                        "mlflow.tracking_uri of config/config.yaml in this folder)")
     a.add_argument("--out", metavar="OUT.mp4",
                    help="the video to write; the mesh sequence goes beside it as OUT.npz "
                         "(default: <SPEECH name>_animote.mp4 in the current folder)")
@@ -125,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar, tick = _progress(sys.stderr.isatty() and not args.no_progress)
         r = animate(args.speech, args.model, args.out, neutral=args.neutral, obj_dir=args.obj, device=args.device,
                     size=args.size, block_seconds=args.block_seconds, overlap=args.overlap,
-                    backend_models=dict(args.backend_model), on_frame=tick, arkit=args.arkit).to_dict()
+                    backend_models=dict(args.backend_model), on_frame=tick, arkit=args.arkit,
+                    tracking_uri=args.tracking_uri).to_dict()
     except (InputError, ModelUnavailable) as exc:
         if args.traceback:
             raise

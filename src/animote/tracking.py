@@ -7,13 +7,22 @@ The layout in the tracking store:
 - a parent run per sweep (:func:`start_sweep`), closed by :func:`finish_sweep` with the sweep's
   summary table;
 - a child run per experiment (:class:`ExperimentRun`), opened in the training job's own process
-  with the parent's run id and the experiment id from files, never looked up by name.
+  with the parent's run id and the experiment id from files, never looked up by name; it logs the
+  training dataset as its input (digest: the dataset hash), system metrics while training, and the
+  model as an MLflow logged model (a pyfunc, :mod:`animote.mlflow_model`) with a signature and an
+  input example, to which the evaluation's metrics are linked;
+- the sweep's best experiment by validation loss registered (:func:`register_best`) under the
+  config's model name with the alias ``best``.
 
-Offline: telemetry is off, and nothing infers pip requirements (checkpoints are plain artifacts).
+The experiment is tagged as a model-training experiment (``mlflow.experimentKind``), so MLflow 3's
+UI opens on its runs, not on the GenAI overview.
+
+Offline: telemetry is off, pip requirements are given, never inferred, and nothing contacts a hub.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,6 +42,9 @@ MAX_PARAM_LENGTH = 6000
 
 
 STORE_DIR_TAG = "animote.store_dir"  # where the sqlite store was when its experiment was made
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"  # MLflow 3's UI: the training view
+MODEL_NAME = "model"  # the logged model's name in its run
+ALIAS = "best"
 _followed: set[str] = set()
 
 
@@ -127,6 +139,7 @@ def init_store(uri: str, experiment: str, artifact_location: str | None, out_jso
         exp_id = client.create_experiment(experiment, artifact_location=location)
         if db is not None:
             client.set_experiment_tag(exp_id, STORE_DIR_TAG, str(db.resolve().parent))
+        client.set_experiment_tag(exp_id, KIND_TAG, KIND)
         log.info("tracking store %s: created experiment '%s' (id %s)", uri, experiment, exp_id)
     else:
         if exp.lifecycle_stage == "deleted":
@@ -135,6 +148,8 @@ def init_store(uri: str, experiment: str, artifact_location: str | None, out_jso
         here = str(db.resolve().parent) if db is not None else None
         if here and STORE_DIR_TAG not in exp.tags and exp.artifact_location.startswith(Path(here).as_uri() + "/"):
             client.set_experiment_tag(exp_id, STORE_DIR_TAG, here)  # a store made before the tag
+        if KIND_TAG not in exp.tags:  # a store made before the kind was set
+            client.set_experiment_tag(exp_id, KIND_TAG, KIND)
         log.info("tracking store %s: experiment '%s' exists (id %s)", uri, experiment, exp_id)
     info = {"tracking_uri": uri, "experiment": experiment, "experiment_id": str(exp_id)}
     with atomic_path(out_json) as tmp:
@@ -233,6 +248,56 @@ class ExperimentRun:
     def log_artifact(self, path: str | Path) -> None:
         _retry(lambda: self.client.log_artifact(self.run_id, str(path)), f"log artifact {self.name}")
 
+    def system_metrics(self, interval_s: float = 5.0):
+        """A context that samples CPU, memory (and a GPU's, where MLflow can read one) into the run
+        every ``interval_s`` seconds while it is open (MLflow's own monitor, offline)."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        run = self
+
+        class _Monitor(contextlib.AbstractContextManager):
+            def __enter__(self):
+                self.monitor = SystemMetricsMonitor(run.run_id, sampling_interval=interval_s,
+                                                    tracking_uri=run.parent["tracking_uri"])
+                self.monitor.start()
+                return self
+
+            def __exit__(self, *exc):
+                self.monitor.finish()
+
+        return _Monitor()
+
+    def log_dataset(self, path: str | Path, digest: str, name: str) -> None:
+        """The training dataset as the run's input: its folder as the source, its content hash as
+        the digest (what the runs table's Dataset column shows)."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.entities import DatasetInput, InputTag
+
+        dataset = MetaDataset(resolve_dataset_source(str(Path(path).resolve())), name=name, digest=digest)
+        entity = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])
+        _retry(lambda: self.client.log_inputs(self.run_id, [entity]), f"log dataset {self.name}")
+
+    def log_model(self, checkpoint: str | Path, input_example, output_example, requirements: list[str]) -> str:
+        """The checkpoint as this run's MLflow logged model (a pyfunc from code, the checkpoint its
+        artifact), with the signature of ``input_example`` -> ``output_example`` and the explicit
+        pip ``requirements``; returns the model id."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from .mlflow_model import ENTRY
+        from .stagecode import module_file
+
+        mlflow.set_tracking_uri(self.parent["tracking_uri"])
+        code = module_file(ENTRY.split(":")[0])
+        with mlflow.start_run(run_id=self.run_id):
+            info = _retry(lambda: mlflow.pyfunc.log_model(
+                name=MODEL_NAME, python_model=str(code), artifacts={"model": str(checkpoint)},
+                signature=infer_signature(input_example, output_example), input_example=input_example,
+                pip_requirements=requirements, tags={"animote.experiment": self.name}), f"log model {self.name}")
+        log.info("experiment '%s': logged model %s", self.name, info.model_id)
+        return info.model_id
+
     def set_tags(self, tags: Mapping[str, str]) -> None:
         for k, v in tags.items():
             _retry(lambda: self.client.set_tag(self.run_id, k, str(v)), f"tag {self.name}")
@@ -258,14 +323,17 @@ def sweep_runs(uri: str, experiment_id: str) -> list[dict]:
 
 
 def log_to_run(tracking_uri: str, run_id: str, metrics: Mapping[str, float], artifacts: list,
-               artifact_path: str | None = None, tags: Mapping[str, str] | None = None) -> None:
+               artifact_path: str | None = None, tags: Mapping[str, str] | None = None,
+               model_id: str | None = None) -> None:
     """Add metrics (step 0, non-finite ones left out), tags and artifacts to an existing run, finished
-    or not: how the evaluation stage reports into the run its experiment trained in."""
+    or not: how the evaluation stage reports into the run its experiment trained in; with
+    ``model_id`` the metrics are linked to that logged model too."""
     from mlflow.entities import Metric
 
     client = _client(tracking_uri)
     now = int(time.time() * 1000)
-    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if _finite(v)]
+    batch = [Metric(k, float(v), now, 0, model_id=model_id, run_id=run_id) if model_id else Metric(k, float(v), now, 0)
+             for k, v in metrics.items() if _finite(v)]
     for i in range(0, len(batch), 500):
         _retry(lambda: client.log_batch(run_id, metrics=batch[i:i + 500]), f"log metrics {run_id}")
     for k, v in (tags or {}).items():
@@ -276,3 +344,46 @@ def log_to_run(tracking_uri: str, run_id: str, metrics: Mapping[str, float], art
                                                 else f"{artifact_path}/{Path(path).name}"), f"log {path}")
         else:
             _retry(lambda: client.log_artifact(run_id, str(path), artifact_path), f"log {path}")
+
+
+def register_best(tracking_uri: str, name: str, model_id: str, tags: Mapping[str, str]) -> str:
+    """Register the logged model ``model_id`` under ``name`` (created when new) and point its alias
+    :data:`ALIAS` at the new version, tagged with ``tags``; returns the version."""
+    import mlflow
+
+    client = _client(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    if _retry(lambda: client.search_registered_models(f"name = '{name}'"), "find model") == []:
+        _retry(lambda: client.create_registered_model(name, description="animote models; alias 'best': the "
+                                                      "sweep's lowest validation loss"), "create model")
+    version = _retry(lambda: client.create_model_version(name, f"models:/{model_id}", model_id=model_id,
+                                                         tags={k: str(v) for k, v in tags.items()}),
+                     "register model")
+    _retry(lambda: client.set_registered_model_alias(name, ALIAS, version.version), "set alias")
+    log.info("registered model %s version %s (@%s): %s", name, version.version, ALIAS, model_id)
+    return str(version.version)
+
+
+def download_model(uri: str, tracking_uri: str, dst: str | Path) -> Path:
+    """The checkpoint behind an MLflow model URI (``models:/<name>@<alias>``, ``models:/<name>/<version>``,
+    ``models:/<model id>``, ``runs:/<run id>/<path>``), downloaded into ``dst``: the pyfunc's
+    ``model.pt`` artifact, a logged ``model.pt`` itself, or a model folder. A missing alias, model or
+    run, or an unreachable server, is a ``LookupError`` of one line."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),
+                                                         tracking_uri=tracking_uri))
+    except MlflowException as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise LookupError(f"{uri} on {tracking_uri}: {first[:300]}") from None
+    except OSError as exc:
+        raise LookupError(f"{uri}: cannot reach {tracking_uri} ({exc.__class__.__name__}: {str(exc)[:200]})") from None
+    if local.is_file():
+        return local
+    found = sorted(local.rglob("model.pt")) or sorted(p.parent for p in local.rglob("model.safetensors"))
+    if not found:
+        raise LookupError(f"{uri} holds no animote model (no model.pt or model folder)")
+    return found[0]

@@ -131,7 +131,13 @@ def final_targets():
     return (
         ["results/report/preprocess.tsv"]
         + expand("results/{rec}/claps.png", rec=RECORDINGS.index)
-        + expand("results/report/{sweep}/{table}.html", sweep=SWEEP, table=["sweep", "ablation", "features"])
+        + expand(
+            "results/report/{sweep}/{table}.html",
+            sweep=SWEEP,
+            table=["sweep", "ablation", "features", "targets"],
+        )
+        + expand("results/models/{sweep}/{exp}", sweep=SWEEP, exp=EXPERIMENTS)
+        + expand("results/train/{sweep}/registered.json", sweep=SWEEP)
         + expand("results/{rec}/mesh_{what}", rec=RECORDINGS.index, what=["summary.tsv", "preview.png"])
         + expand("results/{rec}/features.tsv", rec=RECORDINGS.index)
     )

@@ -112,3 +112,52 @@ rule sweep_report:
         baselines={b["label"]: f"results/baselines/{name}/metrics.json" for name, b in BASELINES.items()},
     script:
         STAGE_SCRIPT
+
+
+# Each experiment's model as a folder to share: safetensors weights, JSON and npz, and a model card
+# with its licence and its test scores beside the baselines' (animote.share).
+rule share_model:
+    input:
+        model="results/train/{sweep}/{exp}/model.pt",
+        metrics="results/evaluate/{sweep}/{exp}/metrics.json",
+        baselines=expand("results/baselines/{baseline}/metrics.json", baseline=BASELINES),
+        dataset="results/dataset/dataset.zarr",
+    output:
+        directory("results/models/{sweep}/{exp}"),
+    log:
+        "results/logs/share_model/{sweep}/{exp}.log",
+    benchmark:
+        "results/benchmarks/share_model/{sweep}/{exp}.tsv"
+    localrule: True
+    conda:
+        "../../envs/animote.yaml"
+    params:
+        **stage("share", "share_model"),
+        baselines=[b["label"] for b in BASELINES.values()],
+    script:
+        STAGE_SCRIPT
+
+
+# The sweep's best experiment by validation loss (never by test) in the MLflow registry, with the
+# alias "best": `animote animate --model models:/<name>@best`.
+rule register_model:
+    input:
+        report="results/report/{sweep}/sweep.tsv",
+        summary="results/train/{sweep}/sweep.tsv",
+        runs=expand("results/train/{{sweep}}/{exp}/run.json", exp=EXPERIMENTS),
+        evaluations=expand("results/evaluate/{{sweep}}/{exp}/metrics.json", exp=EXPERIMENTS),
+    output:
+        "results/train/{sweep}/registered.json",
+    log:
+        "results/logs/register_model/{sweep}.log",
+    benchmark:
+        "results/benchmarks/register_model/{sweep}.tsv"
+    localrule: True
+    conda:
+        "../../envs/animote.yaml"
+    params:
+        **stage("share", "register_model"),
+        experiments=list(EXPERIMENTS),
+        model_name=config["mlflow"]["model_name"],
+    script:
+        STAGE_SCRIPT

@@ -114,7 +114,8 @@ def evaluate(*, input, output, params, wildcards, threads=None, **_) -> dict:
                            for end, v in zip(("lo", "hi"), ci)}
                         | target_metrics(result.get("targets", {}), settings["split"]),
                         [out.metrics, out.regions, out.mesh, out.error_map, out.lip_gap, out.targets, out.video],
-                        artifact_path="evaluation", tags={"animote.evaluated_split": settings["split"]})
+                        artifact_path="evaluation", tags={"animote.evaluated_split": settings["split"]},
+                        model_id=info.get("model_id"))
     return result
 
 

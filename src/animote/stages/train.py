@@ -44,11 +44,14 @@ def train(*, input, output, params, wildcards, **_) -> dict:
               **{f"features.{r}": dataset.roles[r]["cache_key"] for r in cfg.roles}}
     from .. import __version__
 
-    tags = {"animote.code_version": __version__, "animote.dataset_hash": dataset.hash}
+    tags = {"animote.code_version": __version__, "animote.dataset_hash": dataset.hash,
+            "mlflow.source.name": f"animote {__version__}: train {wildcards.sweep}/{name}", "mlflow.source.type": "LOCAL"}
     if commit := git_commit():
         tags["mlflow.source.git.commit"] = commit
     with tracking.ExperimentRun(parent_json, name, params, tags) as run:
-        result = fit(dataset, cfg, on_epoch=lambda row: run.log_epoch(row, step=int(row["epoch"])))
+        run.log_dataset(input.dataset, dataset.hash, f"dataset {dataset.hash}")
+        with run.system_metrics():
+            result = fit(dataset, cfg, on_epoch=lambda row: run.log_epoch(row, step=int(row["epoch"])))
         summary = {"best_epoch": result.best_epoch,
                    **{f"best_{k}": v for k, v in result.best.items() if k != "epoch"},
                    **{f"val_mean_offset_{k}": v for k, v in result.baseline.items()}}
@@ -62,7 +65,8 @@ def train(*, input, output, params, wildcards, **_) -> dict:
         loss_curves(result.history, out_plot, f"{name}: loss per epoch", result.baseline.get("loss"))
         for path in (out_model, out_history, out_plot):
             run.log_artifact(path)
-        info = {"run_id": run.run_id, "experiment": name, "parent_run_id": run.parent["run_id"],
+        model_id = run.log_model(out_model, *model_example(out_model, dataset), requirements())
+        info = {"run_id": run.run_id, "model_id": model_id, "dataset_hash": dataset.hash, "experiment": name, "parent_run_id": run.parent["run_id"],
                 "tracking_uri": run.parent["tracking_uri"], "experiment_id": run.parent["experiment_id"],
                 "best_epoch": result.best_epoch, "device": result.device, "amp": result.amp_dtype,
                 "best": result.best, "val_mean_offset": result.baseline}
@@ -72,6 +76,27 @@ def train(*, input, output, params, wildcards, **_) -> dict:
              cfg.epochs, ", ".join(f"{k} {v:.4f}" for k, v in result.best.items() if k.startswith("val_")),
              ", ".join(f"{k} {v:.4f}" for k, v in result.baseline.items()))
     return summary
+
+
+def model_example(checkpoint, dataset: Dataset, frames: int = 30):
+    """A logged model's input example, the first ``frames`` frames of a training chunk's raw
+    features side by side in the model's role order, and the offsets it predicts for them."""
+    import numpy as np
+
+    from ..predict import Predictor
+
+    predictor = Predictor.load(checkpoint)
+    chunk = dataset.read_chunk(*dataset.chunk_names("train")[0], predictor.roles)
+    features = {r: np.asarray(chunk.features[r][:frames], np.float32) for r in predictor.roles}
+    offsets = predictor.predict(features)
+    return np.concatenate([features[r] for r in predictor.roles], axis=1), offsets.reshape(len(offsets), -1)
+
+
+def requirements() -> list[str]:
+    """The logged model's pip requirements, explicit (MLflow infers none, over no network)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p).split('+')[0]}" for p in ("animote", "torch", "numpy", "mlflow", "safetensors")]
 
 
 def sweep_summary(*, input, output, params, **_) -> pd.DataFrame:
