@@ -228,7 +228,7 @@ def score_size(args, config: dict, minutes: float, path: Path) -> list[dict]:
             if b:
                 bci = b["intervals"]["ci"]
                 row.update(bs_r2=b["r2"], bs_r2_lo=bci["r2"][0], bs_r2_hi=bci["r2"][1],
-                           bs_jaw_mouth_r2=b["groups"]["jaw_mouth"]["r2"], jaw_r=b["jaw_open"]["r"],
+                           jaw_r=b["jaw_open"]["r"],
                            jaw_r_lo=bci["corr"][0], jaw_r_hi=bci["corr"][1], jaw_lag=b["jaw_open"]["lag"],
                            **{f"bs_{g}_r2": v["r2"] for g, v in b["groups"].items()})
                 if ridge_bs and name not in ("ridge", "mean"):

@@ -5,6 +5,7 @@ JavaScript in it, take screenshots."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import shutil
@@ -28,8 +29,11 @@ class Browser:
         self._from_child, from_child_w = os.pipe()
 
         def fds():  # the child reads commands on fd 3 and writes replies on fd 4
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
+            # first out of the way (a pipe may already be fd 3 or 4: dup2 onto itself would keep it
+            # close-on-exec, and one dup2 could overwrite the other's end)
+            read_end, write_end = fcntl.fcntl(to_child_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_child_w, fcntl.F_DUPFD, 10)
+            os.dup2(read_end, 3)
+            os.dup2(write_end, 4)
 
         self.proc = subprocess.Popen(
             [exe, "--headless", "--remote-debugging-pipe", "--no-sandbox", "--disable-gpu",

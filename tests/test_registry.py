@@ -114,13 +114,17 @@ def test_the_demo_registers_its_best_experiment_and_animates_it_by_alias(demo_ru
 
     from animote.export import read_mesh_sequence
 
+    from animote.tracking import follow_move
+
     uri = f"sqlite:///{demo_run}/results/mlflow/mlflow.db"
+    follow_move(demo_run / "results/mlflow/mlflow.db")  # what animote's own client does first (a copied store)
     reg = json.loads((demo_run / "results/train/default/registered.json").read_text())
     summary = pd.read_csv(demo_run / "results/train/default/sweep.tsv", sep="\t")
     assert reg["experiment"] == summary.loc[summary.val_loss.idxmin(), "experiment"]  # by validation, not test
+    mlflow.set_tracking_uri(uri)
     client = mlflow.tracking.MlflowClient(uri)
     mv = client.get_model_version_by_alias(reg["name"], "best")
-    assert mv.tags["animote.experiment"] == reg["experiment"] and mv.model_id == reg["model_id"]
+    assert mv.tags["animote.experiment"] == reg["experiment"] and mv.source == f"models:/{reg['model_id']}"
     exp = client.get_experiment_by_name("animote")
     models = client.search_logged_models([exp.experiment_id])
     assert len(models) == len(summary) and all(mlflow.models.get_model_info(m.model_uri).signature for m in models)
@@ -137,3 +141,54 @@ def test_the_demo_registers_its_best_experiment_and_animates_it_by_alias(demo_ru
     np.testing.assert_array_equal(npz["folder"], npz["file"])
     card = (demo_run / f"results/models/default/{reg['experiment']}/README.md").read_text()
     assert "**Licence: Non-commercial" in card and "| baseline: ridge" in card  # eGeMAPS: openSMILE's licence
+
+
+@pytest.mark.slow
+def test_mlflow_ui_opens_on_the_training_runs_and_lists_the_registered_model(demo_run, tmp_path):
+    """`mlflow ui` on the demo's store, in headless Chromium, at the address the README gives: the
+    experiment opens in the model training view (its runs, not the GenAI overview, where MLflow
+    3.17 lands by default whatever the experiment's kind tag), and the Models page lists the
+    registered model with its alias. Screenshots are kept in the test's folder (ANIMOTE_SCREENSHOTS
+    copies them out)."""
+    import os
+    import shutil
+    import socket
+    import time
+    import urllib.request
+
+    from browser import Browser
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = demo_run / "results/mlflow/mlflow.db"
+    ui = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{db}",
+                           "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"))
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        exp_id = json.loads((demo_run / "results/mlflow/experiment.json").read_text())["experiment_id"]
+        reg = json.loads((demo_run / "results/train/default/registered.json").read_text())
+        with Browser() as b:
+            b.goto(f"{base}/#/experiments/{exp_id}?workflowType=machine_learning")
+            b.wait_for("document.body.innerText.includes('sweep default')", timeout=90)
+            text = b.js("document.body.innerText")
+            b.screenshot(tmp_path / "experiment.png")
+            assert "Run Name" in text and "Dataset" in text and "matching runs" in text  # the runs table
+            assert "No data available" not in text and "Traces\n0" not in text
+            b.goto(f"{base}/#/models")
+            b.wait_for(f"document.body.innerText.includes({reg['name']!r})", timeout=60)
+            b.screenshot(tmp_path / "models.png")
+            assert "best" in b.js("document.body.innerText")  # the alias beside the version
+    finally:
+        ui.terminate()
+        ui.wait(timeout=20)
+    if os.environ.get("ANIMOTE_SCREENSHOTS"):
+        for name in ("experiment.png", "models.png"):
+            shutil.copy(tmp_path / name, Path(os.environ["ANIMOTE_SCREENSHOTS"]) / name)

@@ -86,6 +86,12 @@ def follow_move(db: str | Path) -> int:
                         f"WHERE {key} = ? AND ({column} = ? OR substr({column}, 1, ?) = ?)",
                         (new_uri, len(old_uri) + 1, exp_id, old_uri, len(old_uri) + 1, old_uri + "/"))
                     changed += cur.rowcount
+                if con.execute("SELECT name FROM sqlite_master WHERE name='model_versions'").fetchone():
+                    cur = con.execute(  # registered versions keep where their model's files are
+                        "UPDATE model_versions SET storage_location = ? || substr(storage_location, ?) "
+                        "WHERE substr(storage_location, 1, ?) = ?",
+                        (new_uri, len(old_uri) + 1, len(old_uri) + 1, old_uri + "/"))
+                    changed += cur.rowcount
                 con.execute("UPDATE experiment_tags SET value=? WHERE experiment_id=? AND key=?",
                             (here, exp_id, STORE_DIR_TAG))
                 log.warning("the tracking store %s was moved from %s: %d artifact locations now point inside "
