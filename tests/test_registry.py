@@ -105,6 +105,15 @@ def test_log_register_and_load_a_model_with_no_network(tmp_path):
     gone = subprocess.run([ANIMOTE, "animate", str(ckpt), "--model", "models:/animote-s@best", "--tracking-uri",
                            "sqlite:///nowhere/mlflow.db"], capture_output=True, text=True, cwd=tmp_path)
     assert gone.returncode == 2 and "does not exist" in gone.stderr and len(gone.stderr.strip().splitlines()) == 1
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: the server is unreachable
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = subprocess.run([ANIMOTE, "animate", str(ckpt), "--model", "models:/animote-s@best", "--tracking-uri",
+                           f"http://127.0.0.1:{port}"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    lines = down.stderr.strip().splitlines()
+    assert down.returncode == 2 and len(lines) == 1 and f"127.0.0.1:{port}" in lines[0], down.stderr[-2000:]
 
 
 @pytest.mark.slow

@@ -104,10 +104,13 @@ def model_card(ckpt: Mapping[str, Any], evaluation: Mapping | None = None,
                  for label, b in (baselines or {}).items()]
         out += [f"## Scores on the {evaluation.get('split', 'test')} split", "",
                 "| model | R² (offsets) | 95 % CI | LVE | lip-sync r | lag (frames) |", "| --- | --- | --- | --- | --- | --- |"]
+        def num(v, spec: str) -> str:
+            return "" if v is None or not np.isfinite(v) else format(v, spec)
+
         for label, m, ci in rows:
             ci_text = f"{ci[0]:.3f}–{ci[1]:.3f}" if ci else ""
-            out.append(f"| {label} | {m['r2']:.3f} | {ci_text} | {m['lve']:.4g} | {m['lip_sync_corr']:.3f} | "
-                       f"{m['lip_sync_lag']:+.0f} |")
+            out.append(f"| {label} | {num(m['r2'], '.3f')} | {ci_text} | {num(m['lve'], '.4g')} | "
+                       f"{num(m['lip_sync_corr'], '.3f')} | {num(m['lip_sync_lag'], '+.0f')} |")
         b = evaluation.get("targets", {}).get("blendshapes")
         if b:
             out += ["", f"Blendshapes: R² {b['r2']:.3f}; jawOpen r {b['jaw_open']['r']:.3f} at lag "

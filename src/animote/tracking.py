@@ -378,6 +378,9 @@ def download_model(uri: str, tracking_uri: str, dst: str | Path) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    if tracking_uri.startswith(("http://", "https://")):  # a server that does not answer: say so now, not
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # after minutes of retries
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     mlflow.set_tracking_uri(tracking_uri)
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -65,7 +66,9 @@ def train(*, input, output, params, wildcards, **_) -> dict:
         loss_curves(result.history, out_plot, f"{name}: loss per epoch", result.baseline.get("loss"))
         for path in (out_model, out_history, out_plot):
             run.log_artifact(path)
+        t_model = time.perf_counter()
         model_id = run.log_model(out_model, *model_example(out_model, dataset), requirements())
+        log.info("experiment '%s': the MLflow logged model took %.1f s", name, time.perf_counter() - t_model)
         info = {"run_id": run.run_id, "model_id": model_id, "dataset_hash": dataset.hash, "experiment": name, "parent_run_id": run.parent["run_id"],
                 "tracking_uri": run.parent["tracking_uri"], "experiment_id": run.parent["experiment_id"],
                 "best_epoch": result.best_epoch, "device": result.device, "amp": result.amp_dtype,
