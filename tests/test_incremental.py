@@ -48,7 +48,7 @@ def test_library_code_edit_is_listed_and_reruns_only_its_stage(demo_run, tmp_pat
     assert changed == expected
     after = scheduled(snakemake(demo_run, "-n", env=env))
     assert set(after) == {"face_mesh", "align_mesh", "dataset", "train", "sweep_summary", "evaluate",
-                          "evaluate_baseline", "sweep_report", "all"}
+                          "evaluate_baseline", "sweep_report", "share_model", "register_model", "all"}
     assert after["face_mesh"] == 1  # one job per recording
 
 

@@ -122,7 +122,6 @@ def test_the_demo_registers_its_best_experiment_and_animates_it_by_alias(demo_ru
     import pandas as pd
 
     from animote.export import read_mesh_sequence
-
     from animote.tracking import follow_move
 
     uri = f"sqlite:///{demo_run}/results/mlflow/mlflow.db"
@@ -191,7 +190,7 @@ def test_mlflow_ui_opens_on_the_training_runs_and_lists_the_registered_model(dem
             b.screenshot(tmp_path / "experiment.png")
             assert "Run Name" in text and "Dataset" in text and "matching runs" in text  # the runs table
             assert "No data available" not in text and "Traces\n0" not in text
-            b.goto(f"{base}/#/models")
+            b.goto(f"{base}/#/models?workflowType=machine_learning")
             b.wait_for(f"document.body.innerText.includes({reg['name']!r})", timeout=60)
             b.screenshot(tmp_path / "models.png")
             assert "best" in b.js("document.body.innerText")  # the alias beside the version

@@ -63,7 +63,8 @@ def test_sweep_summary_has_a_row_per_experiment(demo_run):
 def test_editing_one_experiment_reruns_only_it(demo_run):
     (demo_run / "lr.yaml").write_text("sweep:\n  experiments:\n    emotion_only: {lr: 0.0002}\n")
     proc = snakemake(demo_run, "-n", configs=("test.yaml", "lr.yaml"))
-    assert scheduled(proc) == {"train": 1, "sweep_summary": 1, "evaluate": 1, "sweep_report": 1, "all": 1}
+    assert scheduled(proc) == {"train": 1, "sweep_summary": 1, "evaluate": 1, "sweep_report": 1, "share_model": 1,
+                               "register_model": 1, "all": 1}
     assert "results/train/default/emotion_only/model.pt" in proc.stdout
     assert "results/train/default/recipe/model.pt" not in proc.stdout
 
@@ -72,7 +73,7 @@ def test_window_length_retrains_without_rebuilding_the_dataset(demo_run):
     (demo_run / "window.yaml").write_text("train:\n  window: 60\n")
     jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "window.yaml")))
     per_sweep = {"train": len(EXPERIMENTS), "evaluate": len(EXPERIMENTS), "sweep_summary": 1, "sweep_report": 1,
-                 "all": 1}
+                 "share_model": len(EXPERIMENTS), "register_model": 1, "all": 1}
     # the test loss has a window of its own (evaluate.loss): the baselines are not refitted
     assert jobs == per_sweep
     (demo_run / "split.yaml").write_text("dataset:\n  seed: 3\n")
@@ -80,7 +81,8 @@ def test_window_length_retrains_without_rebuilding_the_dataset(demo_run):
     assert jobs == {"dataset": 1, **per_sweep, "evaluate_baseline": 4}
     (demo_run / "video.yaml").write_text("evaluate:\n  video_size: 256\n")
     jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "video.yaml")))
-    assert jobs == {"evaluate": len(EXPERIMENTS), "evaluate_baseline": 4, "sweep_report": 1, "all": 1}
+    assert jobs == {"evaluate": len(EXPERIMENTS), "evaluate_baseline": 4, "sweep_report": 1,
+                    "share_model": len(EXPERIMENTS), "register_model": 1, "all": 1}
 
 
 def test_unknown_experiment_key_is_a_schema_error_naming_it(demo_run):
@@ -93,7 +95,7 @@ def test_unknown_experiment_key_is_a_schema_error_naming_it(demo_run):
 def test_workflow_checkpoint_loads_weights_only_in_a_fresh_process(demo_run):
     code = ("import torch, sys; c = torch.load(sys.argv[1], weights_only=True); "
             "from animote.train import load_checkpoint; m, c = load_checkpoint(sys.argv[1]); "
-            "x = torch.randn(1, 50, m.config.input_dim); print(tuple(m(x).shape), c['features']['phonetic']['cache_key'],"
+            "x = torch.randn(1, 50, m.config.input_dim); print(tuple(m(x)['offsets'].shape), c['features']['phonetic']['cache_key'],"
             " c['features']['emotion']['cache_key'], sorted(c['neutral']), c['fps'])")
     proc = subprocess.run([sys.executable, "-c", code, str(demo_run / "results/train/default/recipe/model.pt")],
                           capture_output=True, text=True)
@@ -110,7 +112,8 @@ def test_seed_sweep_schedules_its_ten_experiments_on_the_same_dataset(demo_run):
     shutil.copy(REPO / "config/sweeps/paper.yaml", demo_run / "paper.yaml")
     jobs = scheduled(snakemake(demo_run, "-n", configs=("test.yaml", "paper.yaml")))
     # no dataset job and no baseline: they are shared with the default sweep
-    assert jobs == {"sweep_run": 1, "train": 10, "sweep_summary": 1, "evaluate": 10, "sweep_report": 1, "all": 1}
+    assert jobs == {"sweep_run": 1, "train": 10, "sweep_summary": 1, "evaluate": 10, "sweep_report": 1,
+                    "share_model": 10, "register_model": 1, "all": 1}
 
 
 def test_each_experiment_run_holds_its_test_metrics_and_pictures(demo_run, monkeypatch):

@@ -126,7 +126,8 @@ def _scheduled(proc):
 
 
 # downstream of every mesh and feature
-TRAINING = ("dataset", "train", "sweep_summary", "evaluate", "evaluate_baseline", "sweep_report")
+TRAINING = ("dataset", "train", "sweep_summary", "evaluate", "evaluate_baseline", "sweep_report", "share_model",
+            "register_model")
 
 
 def test_config_edit_reruns_only_stale_stages(demo_run):
