@@ -120,7 +120,7 @@ rule share_model:
     input:
         model="results/train/{sweep}/{exp}/model.pt",
         metrics="results/evaluate/{sweep}/{exp}/metrics.json",
-        baselines=expand("results/baselines/{baseline}/metrics.json", baseline=BASELINES),
+        baselines=expand("results/baselines/{baseline}/metrics.json", baseline=sorted(BASELINES)),
         dataset="results/dataset/dataset.zarr",
     output:
         directory("results/models/{sweep}/{exp}"),
@@ -133,7 +133,7 @@ rule share_model:
         "../../envs/animote.yaml"
     params:
         **stage("share", "share_model"),
-        baselines=[b["label"] for b in BASELINES.values()],
+        baselines=[BASELINES[name]["label"] for name in sorted(BASELINES)],  # sorted: the sweep's order may change
     script:
         STAGE_SCRIPT
 
