@@ -14,8 +14,8 @@ import soundfile as sf
 from animote.dataset import ChunkData, Dataset, SplitParams, write_dataset
 from animote.export import read_mesh_sequence
 from animote.predict import Predictor
-from animote.share import FILES, licence, read_model_folder, write_model_folder
-from animote.train import TrainConfig, fit, load_checkpoint, save_checkpoint
+from animote.share import FILES, licence, load_model, read_model_folder, write_model_folder
+from animote.train import TrainConfig, fit, save_checkpoint
 
 ANIMOTE = str(Path(sys.executable).parent / "animote")
 SMALL = dict(d_model=16, heads=2, layers=1, ff_dim=32, dropout=0.0, positional_encoding=True, layer_norm=True,
@@ -110,4 +110,4 @@ def test_a_broken_folder_is_refused_naming_what_it_lacks(tmp_path):
     with pytest.raises(ValueError, match="not an animote model folder: it has no model.safetensors, arrays.npz"):
         read_model_folder(tmp_path / "m")
     with pytest.raises(ValueError, match="not an animote model folder"):
-        load_checkpoint(tmp_path / "m")
+        load_model(tmp_path / "m")

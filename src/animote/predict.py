@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .dataset import denormalise_channels, denormalise_targets, normalise_inputs
-from .train import load_checkpoint
+from .share import load_model
 
 
 def window_plan(n: int, window: int, overlap: int) -> list[tuple[int, int]]:
@@ -68,7 +68,7 @@ class Predictor:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", **kw) -> Predictor:
-        model, ckpt = load_checkpoint(path, device)
+        model, ckpt = load_model(path, device)
         return cls(model, ckpt, device, **kw)
 
     @property

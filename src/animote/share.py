@@ -12,8 +12,8 @@
       README.md           the model card: licence first, what it was trained on, its test metrics
                           beside the baselines', the feature models it needs and their licences
 
-:func:`animote.train.load_checkpoint` reads a folder as it reads a ``model.pt``, so ``animote
-animate --model FOLDER`` and :class:`animote.predict.Predictor` take either.
+:func:`load_model` reads a folder or a ``model.pt`` alike, so ``animote animate --model FOLDER``
+and :class:`animote.predict.Predictor` take either.
 
 Licences: a model is derived from the features it was trained on. The paper's emotion model
 (audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim) is CC BY-NC-SA 4.0, and openSMILE (the
@@ -148,9 +148,22 @@ def write_model_folder(checkpoint: str | Path, folder: str | Path, *, evaluation
     return folder
 
 
+def load_model(path: str | Path, device: str = "cpu"):
+    """(model, checkpoint dict) of a model folder or a ``model.pt`` (:func:`animote.train.load_checkpoint`)."""
+    from .model import build_model
+    from .train import load_checkpoint
+
+    if not Path(path).is_dir():
+        return load_checkpoint(path, device)
+    ckpt = read_model_folder(path)
+    model = build_model(ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt
+
+
 def read_model_folder(folder: str | Path) -> dict:
-    """A model folder as the checkpoint dict :func:`animote.train.load_checkpoint` builds the
-    model from (tensors for the weights, normalisation and neutral meshes)."""
+    """A model folder as the checkpoint dict :func:`animote.train.load_checkpoint` gives (tensors
+    for the weights, normalisation and neutral meshes)."""
     import torch
     from safetensors.torch import load_file
 

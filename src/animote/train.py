@@ -368,16 +368,9 @@ def save_checkpoint(path: str | Path, model: AudioConditionedNetwork, cfg: Train
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[AudioConditionedNetwork, dict]:
-    """Rebuild the model from a checkpoint (``weights_only=True``: no code runs while loading), or
-    from a model folder (:mod:`animote.share`: safetensors, JSON and npz)."""
+    """Rebuild the model from a checkpoint (``weights_only=True``: no code runs while loading).
+    A model folder is read by :func:`animote.share.load_model`, which takes either."""
     path = Path(path)
-    if path.is_dir():
-        from .share import read_model_folder
-
-        ckpt = read_model_folder(path)
-        model = build_model(ckpt["model_config"])
-        model.load_state_dict(ckpt["state_dict"])
-        return model.to(device).eval(), ckpt
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
