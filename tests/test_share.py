@@ -48,8 +48,8 @@ def _trained_on(tmp_path: Path, specs: dict) -> Path:
                                 np.ones(frames, bool), ("train", "validation", "test")[i]))
     roles = {r: {"cache_key": cache_key(s), "spec": s, "dim": int(chunks[0].features[r].shape[1])}
              for r, s in specs.items()}
-    write_dataset(tmp_path / "ds.zarr", chunks, {"rec": np.zeros((468, 3), np.float32)}, roles, 30.0,
-                  SplitParams(1, 1, 1, 0), "h")
+    neutral = (0.5 + 0.1 * rng.normal(size=(468, 3))).astype(np.float32)  # a face-sized cloud, not a point
+    write_dataset(tmp_path / "ds.zarr", chunks, {"rec": neutral}, roles, 30.0, SplitParams(1, 1, 1, 0), "h")
     ds = Dataset(tmp_path / "ds.zarr")
     cfg = TrainConfig.from_dict(dict(
         roles=list(specs), targets=["offsets"], target_weights={"offsets": 1.0, "blendshapes": 1.0, "head_pose": 0.1},

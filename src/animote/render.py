@@ -93,7 +93,10 @@ def draw_mesh(vertices: np.ndarray, frame: Frame2D, title: str = "", canvas: np.
     import cv2
 
     img = np.full((frame.size, frame.size, 3), 255, np.uint8) if canvas is None else canvas
-    pts = np.round(frame(vertices) * 16).astype(np.int32)  # 4 bits of sub-pixel precision
+    # far-off or non-finite points (a degenerate neutral mesh, a diverged model) clipped near the canvas:
+    # OpenCV would otherwise trace lines billions of pixels long
+    xy = np.clip(np.nan_to_num(frame(vertices), nan=-frame.size), -2 * frame.size, 3 * frame.size)
+    pts = np.round(xy * 16).astype(np.int32)  # 4 bits of sub-pixel precision
     conns = _connections_cached()
     for name, colour, width in _STYLE:
         e = conns[name]
