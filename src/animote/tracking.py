@@ -378,6 +378,7 @@ def download_model(uri: str, tracking_uri: str, dst: str | Path) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # animote draws its own progress
     if tracking_uri.startswith(("http://", "https://")):  # a server that does not answer: say so now, not
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # after minutes of retries
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
