@@ -146,7 +146,7 @@ def test_a_model_learns_arkit_curves_and_animate_exports_them(demo_run, tmp_path
     ev = json.loads((wd / "results/evaluate/arkit/curves/metrics.json").read_text())
     assert ev["predicts"] == ["offsets", "blendshapes", "head_pose"]
     b, h = ev["targets"]["blendshapes"], ev["targets"]["head_pose"]
-    assert set(b["groups"]) == {"jaw_mouth", "brows", "eyes", "cheeks_nose"} and abs(b["jaw_open"]["lag"]) <= 10
+    assert set(b["groups"]) == {"jaw_mouth", "brows", "eyes", "cheeks_nose"} and np.isfinite(b["jaw_open"]["r"])
     assert set(b["blinks_per_min"]) == {"true", "predicted"} and set(h["channels"]) == {"yaw", "pitch", "roll", "x",
                                                                                          "y", "z"}
     assert "motion_vs_speech" in h  # the speech energy came from the chunks' audio

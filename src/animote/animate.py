@@ -260,13 +260,12 @@ def mesh_frames(pieces: Iterator[Mapping[str, np.ndarray]], neutral: np.ndarray,
 
 def strip_channels(predictor) -> tuple[tuple[str, ...], np.ndarray | None]:
     """The mouth channels the video's strip shows (those of the model's blendshapes) and their indices."""
-    from .targets import MOUTH_CHANNELS
+    from .targets import mouth_columns
 
     if "blendshapes" not in predictor.targets:
         return (), None
-    names = predictor.channel_names("blendshapes")
-    labels = tuple(n for n in MOUTH_CHANNELS if n in names)
-    return labels, np.array([names.index(n) for n in labels], np.int64)
+    labels, cols = mouth_columns(predictor.channel_names("blendshapes"))
+    return labels, np.array(cols, np.int64)
 
 
 def _check_paths(speech: Path, out: Path | None, arkit: Path | None = None) -> Path:

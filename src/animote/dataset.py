@@ -123,6 +123,17 @@ def target_stats(offsets: Iterable[np.ndarray], masks: Iterable[np.ndarray]) -> 
     return mean.astype(np.float32), float(max(np.sqrt(var.mean()), 1e-9))
 
 
+def channel_stats(arrays: Iterable[np.ndarray], masks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of a channel target over the masked-in frames, the
+    standard deviation floored at :data:`animote.targets.SCALE_FLOOR` (a still channel)."""
+    from .targets import SCALE_FLOOR
+
+    n, mean, var = _moments(np.asarray(a)[np.asarray(m, bool)] for a, m in zip(arrays, masks))
+    if n == 0:
+        raise ValueError("no training frame has a face: cannot compute the target normalisation")
+    return mean.astype(np.float32), np.maximum(np.sqrt(var), SCALE_FLOOR).astype(np.float32)
+
+
 def content_hash(parts: Iterable[tuple[str, Any]]) -> str:
     """sha256 over named parts: numpy arrays by dtype, shape and bytes, anything else as JSON."""
     h = hashlib.sha256()
@@ -178,7 +189,6 @@ def write_dataset(path, chunks: Sequence[ChunkData], neutrals: Mapping[str, np.n
     (every chunk holds each). Returns the store's attributes."""
     import zarr
 
-    from .targets import channel_stats
     from .util import atomic_path
 
     channels = dict(channels or {})

@@ -79,15 +79,11 @@ def load_split(dataset: Dataset, split: str, roles, channels: Sequence[str] | No
                  {t: np.concatenate(v) for t, v in chans.items()}, {t: dataset.channel_names(t) for t in channels})
 
 
-def predict_split(split: Split, predict_chunk: Callable[[Mapping[str, np.ndarray]], np.ndarray]) -> np.ndarray:
-    """Offsets (N, 468, 3) for the whole split, one chunk at a time (a chunk is one recording's
-    continuous stretch: no window crosses chunks)."""
-    return predict_targets(split, lambda f: {"offsets": predict_chunk(f)})["offsets"]
-
-
 def predict_targets(split: Split, predict_chunk: Callable[[Mapping[str, np.ndarray]], Mapping[str, np.ndarray]]
                     ) -> dict[str, np.ndarray]:
-    """Every target ``predict_chunk`` gives ({target: array}) for the whole split, chunk by chunk."""
+    """Every target ``predict_chunk`` gives ({target: array}, offsets (T, 468, 3) among them) for
+    the whole split, one chunk at a time (a chunk is one recording's continuous stretch: no window
+    crosses chunks)."""
     out: dict[str, np.ndarray] = {}
     for i in range(len(split.names)):
         s = split.chunk(i)

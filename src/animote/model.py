@@ -116,10 +116,6 @@ class AudioConditionedNetwork(nn.Module):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    @property
-    def targets(self) -> list[str]:
-        return ["offsets", *(t for t, _ in self.config.channels)]
-
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """features (B, T, input_dim) -> {"offsets": (B, T, n_vertices, 3), channel target: (B, T, C)}."""
         b, t, _ = features.shape

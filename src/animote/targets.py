@@ -8,20 +8,18 @@
   position of its centre, from the similarity the alignment fitted to every frame (so every
   tracker has it).
 
-Each channel is z-scored by the training split's frames (:func:`channel_stats`); a channel
-that never moves keeps a floor on its scale so it does not blow up. This module is pure numpy:
-the dataset stores what :func:`head_pose_from_alignment` computes, evaluation calls
+Each channel is z-scored by the training split's frames (:func:`animote.dataset.channel_stats`);
+a channel that never moves keeps a floor on its scale (:data:`SCALE_FLOOR`) so it does not blow
+up. The dataset stores what :func:`head_pose_from_alignment` computes, evaluation calls
 :func:`score_channels`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-TARGETS = ("offsets", "blendshapes", "head_pose")
-CHANNEL_TARGETS = TARGETS[1:]  # (frames, channels) arrays; offsets are (frames, 468, 3)
 HEAD_POSE = ("yaw", "pitch", "roll", "x", "y", "z")
 # Blendshape groups scored together (ARKit's own grouping of the 52; `_neutral` in none).
 GROUPS = {
@@ -36,24 +34,15 @@ BLINK_THRESHOLD = 0.5  # eyeBlink score above which the eye counts as closed
 SCALE_FLOOR = 1e-3  # the smallest per-channel scale (blendshape units, degrees, mesh units)
 
 
-def channels(target: str, blendshape_names: Sequence[str] | None = None) -> tuple[str, ...]:
-    if target == "head_pose":
-        return HEAD_POSE
-    if target == "blendshapes":
-        from .landmarker import BLENDSHAPES
-
-        return tuple(blendshape_names or BLENDSHAPES)
-    raise ValueError(f"{target!r} is not a channel target ({', '.join(CHANNEL_TARGETS)})")
-
-
 def head_pose_from_alignment(pose: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     """(frames, 6): yaw, pitch, roll (degrees) and the neutral mesh's centre in the frame (x right,
     y up, z towards the camera; isotropic units), from the alignment's ``pose`` (frames, 4, 4),
     the similarity mapping each frame's mesh onto ``neutral`` (468, 3). The head's rotation is the
     inverse of the pose's, turned from the image's axes (y down, z away) into the camera's (y up,
-    z towards the viewer) that MediaPipe's facial transform and ARKit use: yaw about y, pitch
-    about x, roll about z (intrinsic Y-X-Z). NaN frames (no face) stay NaN."""
-    from scipy.spatial.transform import Rotation
+    z towards the viewer) that MediaPipe's facial transform and ARKit use, turned into angles as
+    the landmarker's transform is (:func:`animote.arkit.euler_yaw_pitch_roll`). NaN frames (no
+    face) stay NaN."""
+    from .arkit import euler_yaw_pitch_roll
 
     pose = np.asarray(pose, np.float64)
     out = np.full((len(pose), 6), np.nan)
@@ -65,7 +54,7 @@ def head_pose_from_alignment(pose: np.ndarray, neutral: np.ndarray) -> np.ndarra
     r = a / s
     flip = np.diag([1.0, -1.0, -1.0])
     head = flip @ r.transpose(0, 2, 1) @ flip  # the head's rotation, camera axes
-    out[ok, :3] = Rotation.from_matrix(head).as_euler("YXZ", degrees=True)
+    out[ok, :3] = euler_yaw_pitch_roll(head)
     centre = np.asarray(neutral, np.float64).mean(axis=0)
     inv = r.transpose(0, 2, 1) / s  # frame = (1/s) Rᵀ (neutral - t)
     pos = np.einsum("fij,fj->fi", inv, centre[None] - pose[ok, :3, 3])
@@ -73,20 +62,10 @@ def head_pose_from_alignment(pose: np.ndarray, neutral: np.ndarray) -> np.ndarra
     return out.astype(np.float32)
 
 
-def channel_stats(arrays: Iterable[np.ndarray], masks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation (floored at :data:`SCALE_FLOOR`) over the frames a
-    mask lets in; float64 sums."""
-    n, s, ss = 0, 0.0, 0.0
-    for a, m in zip(arrays, masks):
-        a = np.asarray(a, np.float64)[np.asarray(m, bool)]
-        n += len(a)
-        s = s + a.sum(axis=0)
-        ss = ss + (a * a).sum(axis=0)
-    if n == 0:
-        raise ValueError("no training frame has a face: cannot compute the target normalisation")
-    mean = s / n
-    std = np.sqrt(np.maximum(ss / n - mean * mean, 0.0))
-    return mean.astype(np.float32), np.maximum(std, SCALE_FLOOR).astype(np.float32)
+def mouth_columns(names: Sequence[str]) -> tuple[tuple[str, ...], list[int]]:
+    """The :data:`MOUTH_CHANNELS` among blendshape ``names`` and their indices (a video's strip)."""
+    labels = tuple(n for n in MOUTH_CHANNELS if n in names)
+    return labels, [list(names).index(n) for n in labels]
 
 
 def group_indices(names: Sequence[str]) -> dict[str, np.ndarray]:

@@ -44,6 +44,11 @@ def experiment_figure(path, figure, caption, **kw):
     )
 
 
+def chunk_dirs(wildcards, input):
+    """recording -> its chunk folder, from a rule's ``chunks`` input (every recording's, in sheet order)."""
+    return dict(zip(RECORDINGS.index, input.chunks))
+
+
 def feature_folders(rec):
     """Each feature role's folder of per-chunk stores, role -> [path] (``rec``: a recording, a
     wildcard pattern, or several recordings)."""

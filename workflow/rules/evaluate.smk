@@ -22,7 +22,7 @@ rule evaluate_baseline:
         kind=lambda wc: BASELINES[wc.baseline]["kind"],
         roles=lambda wc: BASELINES[wc.baseline]["roles"],
         evaluate=config["evaluate"],
-        chunk_dirs=lambda wc, input: dict(zip(RECORDINGS.index, input.chunks)),
+        chunk_dirs=chunk_dirs,
     script:
         STAGE_SCRIPT
 
@@ -57,7 +57,7 @@ rule evaluate:
     params:
         **stage("evaluate", "evaluate"),
         evaluate=config["evaluate"],
-        chunk_dirs=lambda wc, input: dict(zip(RECORDINGS.index, input.chunks)),
+        chunk_dirs=chunk_dirs,
     script:
         STAGE_SCRIPT
 

@@ -159,7 +159,7 @@ def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Ma
                       blendshapes: np.ndarray | None = None) -> float:
     """The first chunk of the split: truth and prediction side by side, with the chunk's audio;
     with the predicted ``blendshapes``, a strip of the mouth channels under them."""
-    from ..targets import MOUTH_CHANNELS
+    from ..targets import mouth_columns
 
     rec, ch = split.names[0]
     c = split.chunk(0)
@@ -173,9 +173,8 @@ def render_test_video(split: Split, pred: np.ndarray, fps: float, chunk_dirs: Ma
     labels: tuple[str, ...] = ()
     panels = ((true_v[i], pred_v[i]) for i in range(n))
     if blendshapes is not None and "blendshapes" in split.channel_names:
-        names = split.channel_names["blendshapes"]
-        labels = tuple(f"{m} (predicted)" for m in MOUTH_CHANNELS if m in names)
-        cols = [names.index(m) for m in MOUTH_CHANNELS if m in names]
+        names, cols = mouth_columns(split.channel_names["blendshapes"])
+        labels = tuple(f"{m} (predicted)" for m in names)
         strip = np.clip(blendshapes[c][:n][:, cols], 0, 1)
         panels = ((true_v[i], pred_v[i], strip[i]) for i in range(n))
     with atomic_path(folder) as tmp:

@@ -39,16 +39,16 @@ def register_model(*, input, output, params, wildcards, **_) -> dict:
 
     summary = pd.read_csv(input.summary, sep="\t").set_index("experiment")
     runs = {name: json.loads(Path(p).read_text()) for name, p in zip(params.experiments, input.runs)}
-    tests = {name: json.loads(Path(p).read_text())["summary"] for name, p in zip(params.experiments, input.evaluations)}
     key = "val_loss" if "val_loss" in summary and summary["val_loss"].notna().any() else "train_loss"
     best = str(summary.loc[list(params.experiments), key].astype(float).idxmin())
     run = runs[best]
+    test = json.loads(Path(input.evaluations[list(params.experiments).index(best)]).read_text())["summary"]
     if not run.get("model_id"):
         raise ValueError(f"experiment '{best}' logged no MLflow model (trained by an older animote?): rerun its training")
     name = params.model_name.format(sweep=wildcards.sweep)
     tags = {"animote.sweep": wildcards.sweep, "animote.experiment": best, "animote.chosen_by": key,
             "animote.dataset_hash": run["dataset_hash"], key: summary.loc[best, key],
-            **{f"test_{k}": v for k, v in tests[best].items() if k in ("r2", "lve", "loss", "lip_sync_corr")}}
+            **{f"test_{k}": v for k, v in test.items() if k in ("r2", "lve", "loss", "lip_sync_corr")}}
     version = tracking.register_best(run["tracking_uri"], name, run["model_id"], tags)
     out = {"name": name, "version": version, "alias": tracking.ALIAS, "experiment": best, "chosen_by": key,
            key: float(summary.loc[best, key]), "model_id": run["model_id"], "run_id": run["run_id"],

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import tracking
 from ..dataset import Dataset
+from ..predict import Predictor
 from ..render import loss_curves
 from ..train import TrainConfig, fit, flatten, save_checkpoint
 from ..util import atomic_path, git_commit
@@ -58,7 +59,7 @@ def train(*, input, output, params, wildcards, **_) -> dict:
                    **{f"val_mean_offset_{k}": v for k, v in result.baseline.items()}}
         run.log_epoch(summary, step=result.best_epoch)
         run.set_tags({"animote.device": result.device, "animote.amp": result.amp_dtype or "off"})
-        save_checkpoint(out_model, result.model, cfg, dataset,
+        ckpt = save_checkpoint(out_model, result.model, cfg, dataset,
                         {"experiment": name, "run_id": run.run_id, "best_epoch": result.best_epoch,
                          "metrics": {k: float(v) for k, v in result.best.items()}})
         with atomic_path(out_history) as tmp:
@@ -67,7 +68,7 @@ def train(*, input, output, params, wildcards, **_) -> dict:
         for path in (out_model, out_history, out_plot):
             run.log_artifact(path)
         t_model = time.perf_counter()
-        model_id = run.log_model(out_model, *model_example(out_model, dataset), requirements())
+        model_id = run.log_model(out_model, *model_example(Predictor(result.model, ckpt), dataset), requirements())
         log.info("experiment '%s': the MLflow logged model took %.1f s", name, time.perf_counter() - t_model)
         info = {"run_id": run.run_id, "model_id": model_id, "dataset_hash": dataset.hash, "experiment": name, "parent_run_id": run.parent["run_id"],
                 "tracking_uri": run.parent["tracking_uri"], "experiment_id": run.parent["experiment_id"],
@@ -81,14 +82,12 @@ def train(*, input, output, params, wildcards, **_) -> dict:
     return summary
 
 
-def model_example(checkpoint, dataset: Dataset, frames: int = 30):
+def model_example(predictor: Predictor, dataset: Dataset, frames: int = 30):
     """A logged model's input example, the first ``frames`` frames of a training chunk's raw
-    features side by side in the model's role order, and the offsets it predicts for them."""
+    features side by side in the model's role order, and the offsets ``predictor`` (the model just
+    saved, as its checkpoint holds it) predicts for them."""
     import numpy as np
 
-    from ..predict import Predictor
-
-    predictor = Predictor.load(checkpoint)
     chunk = dataset.read_chunk(*dataset.chunk_names("train")[0], predictor.roles)
     features = {r: np.asarray(chunk.features[r][:frames], np.float32) for r in predictor.roles}
     offsets = predictor.predict(features)
